@@ -1,0 +1,257 @@
+"""The training loop for torch-native tasks: one loop a reader can follow top to bottom.
+
+    for epoch:
+        reseed (so a resumed run replays the same data order and augmentation)
+        for batch:
+            train_step: forward, backward (with the double-backward graph only when AdaHessian needs it), step
+            schedule per step; stop as ``diverged`` on a non-finite loss
+        evaluate -> record row (+ W&B); schedule per epoch; checkpoint
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import resource
+import statistics
+import time
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+import optim
+
+from .provenance import device_name
+from .schedules import Schedule
+from .session import Diverged, Run
+from .task_api import TorchTask
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+# -- pieces ------------------------------------------------------------------------------------------------
+def resolve_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"trainer.device={spec!r} but CUDA is not available here; use auto or cpu")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    # Distinct, reproducible stream per (seed, epoch): data order, augmentation and dropout replay on resume.
+    return (seed * 1_000_003 + epoch * 7919) % 2**63
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def build_optimizer(cfg: DictConfig, task: TorchTask):
+    factory = instantiate(cfg.optim)  # a functools.partial of optim.build_optimizer (Hydra `_partial_`)
+    params = task.param_sets if task.param_sets is not None else task.model.parameters()
+    return factory(params)
+
+
+def autocast_context(precision: str, device: torch.device):
+    if precision not in PRECISIONS:
+        raise ValueError(f"trainer.precision={precision!r} is not allowed; choose one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def train_step(
+    task: TorchTask,
+    optimizer,
+    batch: Any,
+    *,
+    precision: str = "fp32",
+    device: torch.device = torch.device("cpu"),
+    scaler: torch.amp.GradScaler | None = None,
+    grad_clip: float = 0.0,
+    hessian_batch_fraction: float = 1.0,
+) -> tuple[float, bool]:
+    """One optimizer step. Returns (loss, whether this step drew a Hessian estimate).
+
+    The double-backward graph is built only on steps where the optimizer will use it. With
+    ``hessian_batch_fraction < 1`` the Hessian-vector product runs on the head of the batch (its own
+    graph-carrying gradients), while the update uses the full-batch gradient from a plain backward.
+    """
+    model = task.model
+    hessian = optim.needs_hessian(optimizer)
+    sub_batch = hessian and hessian_batch_fraction < 1.0
+    hessian_grads = None
+    if sub_batch:
+        n = max(1, int(round(task.batch_size_of(batch) * hessian_batch_fraction)))
+        with autocast_context(precision, device):
+            sub_loss = task.loss(model, task.head_of_batch(batch, n))
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        wanted = [p for p in params if p.requires_grad]
+        scaled = scaler.scale(sub_loss) if scaler is not None else sub_loss
+        grads = iter(torch.autograd.grad(scaled, wanted, create_graph=True, allow_unused=True))
+        hessian_grads = [next(grads) if p.requires_grad else None for p in params]
+
+    with autocast_context(precision, device):
+        loss = task.loss(model, batch)
+    create_graph = hessian and not sub_batch
+    (scaler.scale(loss) if scaler is not None else loss).backward(create_graph=create_graph)
+
+    if grad_clip > 0:
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    kwargs = {"hessian_grads": hessian_grads} if hessian_grads is not None else {}
+    if scaler is not None:
+        scaler.step(optimizer, **kwargs)
+        scaler.update()
+    else:
+        optimizer.step(**kwargs)
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach().float().item(), hessian
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    # Peak resident set size of this process (Linux reports KiB): model, data and autograd buffers together.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _atomic_torch_save(obj: Any, path) -> None:
+    tmp = f"{path}.tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _timing(hessian_times: list[float], plain_times: list[float], samples: int, wall: float) -> dict[str, Any]:
+    med = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
+    return {
+        "hessian_step_s": med(hessian_times),
+        "plain_step_s": med(plain_times),
+        "n_hessian_steps": len(hessian_times),
+        "n_plain_steps": len(plain_times),
+        "samples_per_s": samples / wall if wall > 0 else None,
+        "wall_s": wall,
+    }
+
+
+# -- the loop ----------------------------------------------------------------------------------------------
+def fit(cfg: DictConfig, run: Run, task: TorchTask) -> None:
+    tc = cfg.trainer
+    device = resolve_device(tc.device)
+    if tc.precision == "fp16" and device.type != "cuda":
+        raise ValueError("trainer.precision='fp16' needs CUDA (GradScaler); on CPU use bf16 or fp32")
+    autocast_context(tc.precision, device)  # validates the name before any work
+    model = task.model.to(device)
+    optimizer = build_optimizer(cfg, task)
+    limit = tc.limit_train_batches
+    steps_per_epoch = min(len(task.train_loader), limit) if limit else len(task.train_loader)
+    total_steps = tc.max_steps or steps_per_epoch * tc.epochs
+    schedule = Schedule(OmegaConf.to_container(cfg.task.schedule), optimizer, total_steps,
+                        task.metric.higher_is_better)
+    scaler = torch.amp.GradScaler(device.type) if tc.precision == "fp16" else None
+    metric = task.metric.name
+
+    start_epoch, step, wall, samples = 0, 0, 0.0, 0
+    hessian_times: list[float] = []
+    plain_times: list[float] = []
+    if run.checkpoint_path.exists() and cfg.resume:
+        ckpt = torch.load(run.checkpoint_path, map_location=device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        schedule.load_state_dict(ckpt["schedule"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        start_epoch, step, wall, samples = ckpt["epoch"], ckpt["step"], ckpt["wall"], ckpt["samples"]
+        hessian_times, plain_times = ckpt["hessian_times"], ckpt["plain_times"]
+        run.replace_history(ckpt["history"])
+    run.update(device=device_name(device))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    for epoch in range(start_epoch, tc.epochs):
+        if tc.max_steps and step >= tc.max_steps:
+            break
+        seed_everything(epoch_seed(cfg.seed, epoch))
+        if task.on_epoch_start is not None:
+            task.on_epoch_start(epoch)
+        model.train()
+        losses: list[float] = []
+        bar = tqdm(task.train_loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tc.epochs}",
+                   disable=not tc.progress, leave=False, dynamic_ncols=True)
+        for i, batch in enumerate(bar):
+            if (limit and i >= limit) or (tc.max_steps and step >= tc.max_steps):
+                break
+            batch = to_device(batch, device)
+            _sync(device)
+            t0 = time.perf_counter()
+            loss, hessian = train_step(
+                task, optimizer, batch, precision=tc.precision, device=device, scaler=scaler,
+                grad_clip=tc.grad_clip, hessian_batch_fraction=tc.hessian_batch_fraction,
+            )
+            _sync(device)
+            dt = time.perf_counter() - t0
+            (hessian_times if hessian else plain_times).append(dt)
+            wall += dt
+            n = task.batch_size_of(batch)
+            samples += n
+            step += 1
+            if not math.isfinite(loss):
+                run.update(timing=_timing(hessian_times, plain_times, samples, wall),
+                           peak_memory_mb=peak_memory_mb(device))
+                raise Diverged(f"non-finite training loss ({loss}) at epoch {epoch + 1}, step {step}")
+            schedule.after_step()
+            losses.append(loss)
+            lr = optimizer.param_groups[0]["lr"]
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.3g}", sps=f"{n / dt:.0f}")
+            if step % tc.log_every == 0:
+                run.log_metrics({"train/loss": loss, "train/lr": lr, "train/samples_per_s": n / dt}, step=step)
+        bar.close()
+
+        scores = task.evaluate(model, task.val_loader, device, tc.limit_val_batches)
+        row = {"epoch": epoch + 1, "step": step,
+               "train_loss": statistics.fmean(losses) if losses else None,
+               **scores, "lr": optimizer.param_groups[0]["lr"], "time_s": wall}
+        run.log_eval(row, step=step)
+        timing = _timing(hessian_times, plain_times, samples, wall)
+        run.update(timing=timing, peak_memory_mb=peak_memory_mb(device))
+        if tc.progress:
+            tqdm.write(f"epoch {epoch + 1}: train_loss {row['train_loss']:.4f}  val_loss {scores['val_loss']:.4f}"
+                       f"  {metric} {scores[metric]:.2f}  best {run.record.data['best_metric']:.2f}")
+        if not all(math.isfinite(v) for v in scores.values()):
+            raise Diverged(f"non-finite evaluation {scores} after epoch {epoch + 1}")
+        schedule.after_epoch(scores[metric])
+        if tc.checkpoint:
+            _atomic_torch_save({
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(), "scaler": scaler.state_dict() if scaler else None,
+                "epoch": epoch + 1, "step": step, "wall": wall, "samples": samples,
+                "hessian_times": hessian_times, "plain_times": plain_times,
+                "history": run.record.data["history"], "run_id": run.run_id,
+            }, run.checkpoint_path)

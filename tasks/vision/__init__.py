@@ -1,0 +1,53 @@
+"""Image classification: CIFAR-10 ResNet20/32 (the authors' CIFAR ResNets) and ImageNet ResNet18 (torchvision).
+
+Metric: top-1 accuracy on the test set (CIFAR-10) or the validation set (ImageNet), evaluated every epoch;
+the paper reports the best over epochs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch.utils.data import DataLoader
+
+from engine.task_api import MetricSpec, TorchTask
+from engine.trainer import fit
+
+from .data import build_datasets
+from .metric import evaluate
+from .resnet_cifar import CifarResNet
+
+ARCHS = ("cifar_resnet", "resnet18")
+
+
+def build_model(task_cfg) -> torch.nn.Module:
+    if task_cfg.arch == "cifar_resnet":
+        return CifarResNet(depth=task_cfg.depth, num_classes=task_cfg.num_classes)
+    if task_cfg.arch == "resnet18":
+        return torchvision.models.resnet18(weights=None, num_classes=task_cfg.num_classes)
+    raise ValueError(f"task.arch={task_cfg.arch!r} is not allowed; choose one of {', '.join(ARCHS)}")
+
+
+def classification_loss(model: torch.nn.Module, batch) -> torch.Tensor:
+    x, y = batch
+    return F.cross_entropy(model(x), y)
+
+
+def build(cfg) -> TorchTask:
+    train_set, val_set = build_datasets(cfg.task, cfg.data, cfg.seed)
+    tc = cfg.trainer
+    loader_args = dict(num_workers=tc.num_workers, pin_memory=torch.cuda.is_available(),
+                       persistent_workers=tc.num_workers > 0)
+    return TorchTask(
+        model=build_model(cfg.task),
+        train_loader=DataLoader(train_set, batch_size=tc.batch_size, shuffle=True, **loader_args),
+        val_loader=DataLoader(val_set, batch_size=cfg.task.eval_batch_size, shuffle=False, **loader_args),
+        loss=classification_loss,
+        evaluate=evaluate,
+        metric=MetricSpec(cfg.task.metric.name, cfg.task.metric.higher_is_better),
+    )
+
+
+def train(cfg, run) -> None:
+    fit(cfg, run, build(cfg))
