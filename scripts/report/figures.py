@@ -1,0 +1,162 @@
+"""Figures (matplotlib, Agg): training curves, the LR and block sweeps, speed vs Hessian frequency, DLRM."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from . import paper as P  # noqa: E402
+from .render import finite  # noqa: E402
+
+COLORS = {"sgd": "tab:gray", "adam": "tab:orange", "adamw": "tab:blue", "adagrad": "tab:purple",
+          "adahessian": "tab:red"}
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _wrap(title: str, width: int = 70) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(title, width))
+
+
+def plot_curves(history: pd.DataFrame, task: str, title: str, path, x: str = "epoch", ylabel: str | None = None,
+                published: pd.DataFrame | None = None) -> Path:
+    """The evaluation metric over training, mean ± std band over seeds, one line per optimizer; dashed lines for
+    the published final values when given (columns optim, mean)."""
+    h = history[(history["task"] == task) & history["metric"].notna()].copy()
+    if x not in h.columns or h[x].isna().all():
+        x = "eval_index"
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for optim in sorted(h["optim"].unique(), key=P.optim_sort_key):
+        g = h[h["optim"] == optim].groupby(x)["metric"].agg(["mean", "std", "count"]).reset_index()
+        c = COLORS.get(optim)
+        n_runs = h[h["optim"] == optim]["run_id"].nunique()
+        ax.plot(g[x], g["mean"], marker="o", ms=3, color=c, label=f"{P.optim_label(optim)} (n={n_runs})")
+        sd = g["std"].fillna(0.0)
+        ax.fill_between(g[x], g["mean"] - sd, g["mean"] + sd, color=c, alpha=0.2, lw=0)
+    if published is not None:
+        for r in published.itertuples():
+            if finite(r.mean):
+                ax.axhline(r.mean, ls="--", lw=1, color=COLORS.get(r.optim), alpha=0.8)
+        ax.plot([], [], ls="--", color="k", lw=1, label="published (final)")
+    ax.set_xlabel(x.replace("_", " "))
+    ax.set_ylabel(ylabel or (h["metric_name"].dropna().iloc[0] if len(h) else "metric"))
+    ax.set_title(_wrap(title), fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_sweep(summary: pd.DataFrame, *, param_label: str, title: str, path, ylabel: str = "metric",
+               logx: bool = True, base: float = 10) -> Path:
+    """Metric vs the swept value, error bars = std over seeds; diverged runs marked with a red x at the value
+    (and, where nothing converged, at the bottom of the axis); reference optimizers as horizontal bands; the
+    published values dashed. ``summary`` is the data of :func:`build.sweep_table`."""
+    s = summary
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    swept = s[s["role"] == "swept"]
+    ymins = []
+    for optim in sorted(swept["optim"].unique(), key=P.optim_sort_key):
+        g = swept[swept["optim"] == optim].sort_values("value")
+        c = COLORS.get(optim)
+        ok = g[g["n"] > 0]
+        ax.errorbar(ok["value"], ok["mean"], yerr=ok["std"].fillna(0.0), marker="o", ms=4, capsize=3, color=c,
+                    label=P.optim_label(optim))
+        ymins += list(ok["mean"] - ok["std"].fillna(0.0))
+        pub = g[g["paper_mean"].notna()]
+        if len(pub):
+            ax.plot(pub["value"], pub["paper_mean"], ls="--", marker=".", color=c, alpha=0.6,
+                    label=f"{P.optim_label(optim)} (published)")
+            ymins += list(pub["paper_mean"])
+    for r in s[s["role"] == "reference"].itertuples():
+        c = COLORS.get(r.optim)
+        if r.n > 0:
+            ax.axhline(r.mean, color=c, lw=1.2, label=f"{P.optim_label(r.optim)} reference (n={r.n})")
+            if finite(r.std):
+                ax.axhspan(r.mean - r.std, r.mean + r.std, color=c, alpha=0.15)
+        if finite(r.paper_mean):
+            ax.axhline(r.paper_mean, color=c, ls="--", lw=1, alpha=0.6, label=f"{P.optim_label(r.optim)} reference (published)")
+    if logx:
+        ax.set_xscale("log", base=base)
+    ax.relim()
+    ax.autoscale_view()
+    lo, hi = ax.get_ylim()
+    # diverged: red x at the mean where some seeds converged, else on the bottom edge
+    div = swept[(swept["n_diverged"] > 0) | (swept["paper_status"] == "diverged")]
+    first = True
+    for r in div.itertuples():
+        if r.n_diverged > 0:
+            y = r.mean if r.n > 0 else lo
+            ax.plot([r.value], [y], marker="x", ms=10, mew=2, color="red", ls="none",
+                    label="diverged (ours)" if first else None, clip_on=False)
+            ax.annotate(f"{r.n_diverged} div.", (r.value, y), textcoords="offset points", xytext=(4, 4),
+                        fontsize=7, color="red")
+            first = False
+        if r.paper_status == "diverged":
+            ax.plot([r.value], [lo], marker="x", ms=8, color="darkred", alpha=0.5, ls="none",
+                    label="diverged (published)", clip_on=False)
+    ax.set_ylim(lo, hi)
+    vals = sorted(swept["value"].dropna().unique())
+    ax.set_xticks(vals)
+    ax.set_xticklabels([f"{v:g}" for v in vals])
+    ax.minorticks_off()
+    ax.set_xlabel(param_label)
+    ax.set_ylabel(ylabel)
+    ax.set_title(_wrap(title), fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_speed(speed: pd.DataFrame, *, title: str, path, metric: pd.DataFrame | None = None,
+               published: pd.DataFrame | None = None, ylabel_metric: str = "metric") -> Path:
+    """Left: AdaHessian step time relative to SGD and Adam vs N (Hessian every N steps), with the theoretical
+    cost 1 + 1/N and the published measurements. Right (when given): the metric reached at each N."""
+    ncols = 2 if metric is not None and len(metric) and metric["n"].sum() > 0 else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(6.0 * ncols, 4.2), squeeze=False)
+    ax = axes[0, 0]
+    s = speed.sort_values("every_n")
+    ax.plot(s["every_n"], s["x_sgd"], marker="o", color="tab:gray", label="measured / SGD")
+    ax.plot(s["every_n"], s["x_adam"], marker="s", color="tab:orange", label="measured / Adam")
+    ns = np.arange(1, int(s["every_n"].max()) + 1)
+    ax.plot(ns, 1 + 1 / ns, ls=":", color="k", label="theory 1 + 1/N (x SGD)")
+    if published is not None and len(published):
+        ax.plot(published["every_n_steps"], published["measured_x_sgd"], ls="--", marker=".", color="tab:gray",
+                alpha=0.6, label="published / SGD")
+        ax.plot(published["every_n_steps"], published["measured_x_adam"], ls="--", marker=".", color="tab:orange",
+                alpha=0.6, label="published / Adam")
+    ax.set_xlabel("Hessian every N steps")
+    ax.set_ylabel("AdaHessian step time relative to baseline")
+    ax.set_xticks(ns)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    if ncols == 2:
+        ax2 = axes[0, 1]
+        m = metric[metric["n"] > 0].sort_values("value")
+        ax2.errorbar(m["value"], m["mean"], yerr=m["std"].fillna(0.0), marker="o", capsize=3, color="tab:red",
+                     label="ours")
+        if published is not None and len(published):
+            ax2.errorbar(published["every_n_steps"], published["top1_acc_mean"], yerr=published["top1_acc_std"],
+                         ls="--", marker=".", capsize=2, color="darkred", alpha=0.5, label="published")
+        ax2.set_xlabel("Hessian every N steps")
+        ax2.set_ylabel(ylabel_metric)
+        ax2.set_xticks(ns)
+        ax2.grid(alpha=0.3)
+        ax2.legend(fontsize=7)
+    fig.suptitle(_wrap(title, 110), fontsize=9)
+    return _save(fig, path)

@@ -1,0 +1,53 @@
+"""Writing every table and figure of ``make tables`` for one results directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from . import paper as P
+from .build import comparison_table
+from .defaults import DefaultsFn, at_defaults
+from .figures import plot_curves
+from .records import load_history, load_runs, profile_banner, profile_suffix, profiles
+
+
+def write_comparison(results_dir, tables_dir, figures_dir, defaults: DefaultsFn, *, scale=None, data_source=None,
+                     paper_dir=None, runs: pd.DataFrame | None = None) -> list[Path]:
+    """Tables 2, 3, 4 and the DLRM table for each (scale, data source) present (or the one asked for), and
+    training-curve figures for every task with runs; returns the paths written."""
+    runs = load_runs(results_dir) if runs is None else runs
+    profs = profiles(runs)
+    if scale is not None:
+        profs = [p for p in profs if p[0] == scale] or [(scale, data_source or ("real" if scale == "paper" else "synthetic"))]
+    if data_source is not None:
+        profs = [p for p in profs if p[1] == data_source]
+    if not profs:
+        profs = [("paper", "real")]
+    written: list[Path] = []
+    history = None
+    for sc, ds in profs:
+        for table in P.TABLES:
+            t = comparison_table(runs, table, scale=sc, data_source=ds, defaults=defaults, paper_dir=paper_dir)
+            written += t.write(tables_dir)
+        sel = at_defaults(runs[(runs["scale"] == sc) & (runs["data_source"] == ds)], defaults)
+        if sel.empty:
+            continue
+        if history is None:
+            history = load_history(results_dir, runs)
+        hist = history[history["run_id"].isin(sel["run_id"])] if len(history) else history
+        banner = profile_banner(sc, ds)
+        for task in sorted(sel["task"].unique()):
+            if hist.empty or hist[hist["task"] == task]["metric"].notna().sum() == 0:
+                continue
+            info = P.task_info(task, paper_dir)
+            pub = P.published_results(paper_dir)
+            pub = pub[pub["task"] == task]
+            is_dlrm = str(info["table"]) == "fig6"
+            base = (f"Figure 6: {info['label']}, test accuracy during training" if is_dlrm
+                    else f"{info['label']}: {info['metric'] or 'metric'} during training, mean ± std over seeds")
+            title = f"{banner}: {base}" if banner else base
+            name = ("fig6_dlrm" if is_dlrm else f"curves_{task}") + profile_suffix(sc, ds) + ".png"
+            written.append(plot_curves(hist, task, title, Path(figures_dir) / name, published=pub))
+    return written

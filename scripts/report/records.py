@@ -1,0 +1,166 @@
+"""Run records (engine/record.py) as pandas DataFrames.
+
+``load_runs`` gives one row per record; ``dedupe`` keeps one outcome per experiment (the same key run twice:
+a failed run re-run, or a forced rerun), and ``load_history`` gives the per-evaluation rows for curves.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from engine.record import iter_records
+
+HPARAMS = ["lr", "lr_scale", "weight_decay", "block_size", "update_each", "hessian_batch_fraction"]
+TIMING = ["hessian_step_s", "plain_step_s", "n_hessian_steps", "n_plain_steps", "samples_per_s", "wall_s"]
+COLUMNS = [
+    "run_id", "key", "task", "task_family", "optim", "seed", "scale", "data_source", "status",
+    "metric_name", "higher_is_better", "best_metric", "final_metric", *HPARAMS, *TIMING,
+    "peak_memory_mb", "device", "n_evals", "started_at", "finished_at", "error", "path",
+]
+# When one experiment has several records, the outcome shown is the first status in this order, latest first.
+STATUS_PRIORITY = ["completed", "diverged", "running", "failed", "interrupted"]
+
+
+def _num(v: Any) -> float:
+    if v is None:
+        return math.nan
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def flatten(rec: dict[str, Any]) -> dict[str, Any]:
+    hp = rec.get("hparams") or {}
+    timing = rec.get("timing") or {}
+    metric = rec.get("metric") or {}
+    row = {
+        "run_id": rec.get("run_id"),
+        "key": rec.get("key"),
+        "task": rec.get("task"),
+        "task_family": rec.get("task_family"),
+        "optim": rec.get("optim"),
+        "seed": rec.get("seed"),
+        "scale": rec.get("scale") or "unknown",
+        "data_source": rec.get("data_source") or "unknown",
+        "status": rec.get("status"),
+        "metric_name": metric.get("name"),
+        "higher_is_better": metric.get("higher_is_better"),
+        "best_metric": _num(rec.get("best_metric")),
+        "final_metric": _num(rec.get("final_metric")),
+        "peak_memory_mb": _num(rec.get("peak_memory_mb")),
+        "device": rec.get("device"),
+        "n_evals": len(rec.get("history") or []),
+        "started_at": rec.get("started_at"),
+        "finished_at": rec.get("finished_at"),
+        "error": rec.get("error"),
+        "path": rec.get("_path"),
+    }
+    for k in HPARAMS:
+        row[k] = _num(hp.get(k))
+    for k in TIMING:
+        row[k] = _num(timing.get(k))
+    return row
+
+
+def runs_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    df = pd.DataFrame([flatten(r) for r in records], columns=COLUMNS)
+    if len(df):
+        df["seed"] = pd.to_numeric(df["seed"], errors="coerce").astype("Int64")
+    return df
+
+
+def load_runs(results_dir: str | Path, dedupe_runs: bool = True) -> pd.DataFrame:
+    """Every record under ``results_dir/runs`` as one row; by default one row per experiment (see dedupe)."""
+    df = runs_frame(iter_records(results_dir))
+    return dedupe(df) if dedupe_runs else df
+
+
+def _identity(df: pd.DataFrame) -> pd.Series:
+    """The experiment a record belongs to: its key, or (for records without one) the fields a key hashes."""
+    fields = ["task", "optim", "seed", "scale", "data_source", *HPARAMS]
+    fallback = df[fields].apply(lambda r: "|".join(map(str, r)), axis=1)
+    return df["key"].where(df["key"].notna(), "nokey:" + fallback)
+
+
+def dedupe(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per experiment: a completed record wins over a diverged one, then running, failed, interrupted;
+    among equals the latest started. ``n_attempts`` says how many records the experiment has."""
+    if df.empty:
+        return df.assign(n_attempts=pd.Series(dtype=int))
+    df = df.copy()
+    df["_id"] = _identity(df)
+    prio = {s: i for i, s in enumerate(STATUS_PRIORITY)}
+    df["_prio"] = df["status"].map(prio).fillna(len(prio))
+    df["n_attempts"] = df.groupby("_id")["_id"].transform("size")
+    df = df.sort_values(["_prio", "started_at"], ascending=[True, False], na_position="last")
+    df = df.drop_duplicates("_id", keep="first").drop(columns=["_id", "_prio"])
+    return df.sort_values(["task", "optim", "seed"], na_position="last").reset_index(drop=True)
+
+
+def load_history(results_dir: str | Path, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per-evaluation rows (epoch, step, metric, losses, ...) of the given runs (default: every deduped run),
+    with the run's task, optim, seed, scale, data_source, status and hparams attached."""
+    records = {r["_path"]: r for r in iter_records(results_dir)}
+    if runs is None:
+        runs = dedupe(runs_frame(records.values()))
+    rows = []
+    keep = ["run_id", "task", "optim", "seed", "scale", "data_source", "status", "metric_name", *HPARAMS]
+    for run in runs.itertuples(index=False):
+        rec = records.get(run.path)
+        if rec is None:
+            continue
+        meta = {k: getattr(run, k) for k in keep}
+        for i, h in enumerate(rec.get("history") or []):
+            row = dict(meta)
+            row["eval_index"] = i
+            row.update(h)
+            if run.metric_name and run.metric_name in h:
+                row["metric"] = _num(h[run.metric_name])
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def profile_suffix(scale: str, data_source: str | None) -> str:
+    """File-name suffix of a (scale, data source) profile: none for real data at paper scale."""
+    parts = [] if scale == "paper" else [str(scale)]
+    if data_source not in (None, "real") and not (isinstance(data_source, float) and math.isnan(data_source)):
+        parts.append(str(data_source))
+    return "".join(f"_{p}" for p in parts)
+
+
+def profile_banner(scale: str, data_source: str | None) -> str:
+    """Said in every title that is not paper-scale on real data, so nobody mistakes it for paper numbers."""
+    bits = []
+    if scale != "paper":
+        bits.append(f"{str(scale).upper()} SCALE")
+    if data_source not in (None, "real"):
+        bits.append(f"{data_source} data")
+    if not bits:
+        return ""
+    return " / ".join(bits) + " - NOT comparable with the published numbers"
+
+
+def profiles(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (scale, data_source) pairs present, paper/real first."""
+    if df.empty:
+        return []
+    pairs = {(str(s), str(d)) for s, d in zip(df["scale"], df["data_source"])}
+    return sorted(pairs, key=lambda p: (p != ("paper", "real"), p))
+
+
+def select(df: pd.DataFrame, **eq: Any) -> pd.DataFrame:
+    """Rows where each column equals the value (None/NaN matches a missing value)."""
+    mask = pd.Series(True, index=df.index)
+    for col, val in eq.items():
+        if val is None or (isinstance(val, float) and math.isnan(val)):
+            mask &= df[col].isna()
+        elif isinstance(val, (list, tuple, set)):
+            mask &= df[col].isin(list(val))
+        else:
+            mask &= df[col] == val
+    return df[mask]
