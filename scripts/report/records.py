@@ -7,6 +7,7 @@ a failed run re-run, or a forced rerun), and ``load_history`` gives the per-eval
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -19,7 +20,7 @@ TIMING = ["hessian_step_s", "plain_step_s", "n_hessian_steps", "n_plain_steps", 
 COLUMNS = [
     "run_id", "key", "task", "task_family", "optim", "seed", "scale", "data_source", "status",
     "metric_name", "higher_is_better", "best_metric", "final_metric", *HPARAMS, *TIMING,
-    "peak_memory_mb", "device", "n_evals", "started_at", "finished_at", "error", "path",
+    "peak_memory_mb", "device", "n_evals", "started_at", "finished_at", "error", "path", "mtime",
 ]
 # When one experiment has several records, the outcome shown is the first status in this order, latest first.
 STATUS_PRIORITY = ["completed", "diverged", "running", "failed", "interrupted"]
@@ -59,6 +60,7 @@ def flatten(rec: dict[str, Any]) -> dict[str, Any]:
         "finished_at": rec.get("finished_at"),
         "error": rec.get("error"),
         "path": rec.get("_path"),
+        "mtime": os.stat(rec["_path"]).st_mtime_ns if rec.get("_path") and os.path.exists(rec["_path"]) else 0,
     }
     for k in HPARAMS:
         row[k] = _num(hp.get(k))
@@ -89,7 +91,7 @@ def _identity(df: pd.DataFrame) -> pd.Series:
 
 def dedupe(df: pd.DataFrame) -> pd.DataFrame:
     """One row per experiment: a completed record wins over a diverged one, then running, failed, interrupted;
-    among equals the latest started. ``n_attempts`` says how many records the experiment has."""
+    among equals the latest started (then the latest written). ``n_attempts`` says how many records the experiment has."""
     if df.empty:
         return df.assign(n_attempts=pd.Series(dtype=int))
     df = df.copy()
@@ -97,7 +99,7 @@ def dedupe(df: pd.DataFrame) -> pd.DataFrame:
     prio = {s: i for i, s in enumerate(STATUS_PRIORITY)}
     df["_prio"] = df["status"].map(prio).fillna(len(prio))
     df["n_attempts"] = df.groupby("_id")["_id"].transform("size")
-    df = df.sort_values(["_prio", "started_at"], ascending=[True, False], na_position="last")
+    df = df.sort_values(["_prio", "started_at", "mtime"], ascending=[True, False, False], na_position="last")
     df = df.drop_duplicates("_id", keep="first").drop(columns=["_id", "_prio"])
     return df.sort_values(["task", "optim", "seed"], na_position="last").reset_index(drop=True)
 
