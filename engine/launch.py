@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from .provenance import git_state, library_versions
 from .record import RunRecord, experiment_key, find_completed, iter_records
 from .session import Run, open_wandb, run_to_status
+from .trainer import seed_everything
 from .tracking import MODES
 
 log = logging.getLogger("run")
@@ -121,6 +122,7 @@ def launch(cfg: DictConfig, *, multirun: bool = False) -> str:
     run = Run(record, work_root / d["task"] / d["optim"] / d["run_id"],
               open_wandb(container["logger"], record, resume=bool(cfg.resume)))
     family = importlib.import_module(f"tasks.{cfg.task.family}")
+    seed_everything(cfg.seed)  # model initialisation and anything else the task draws before training
     try:
         status = run_to_status(run, lambda r: family.train(cfg, r))
     except KeyboardInterrupt:

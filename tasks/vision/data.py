@@ -51,6 +51,15 @@ class SyntheticImages(Dataset):
         return image, label
 
 
+class CIFAR10Files(datasets.CIFAR10):
+    """torchvision's CIFAR-10 reader for a copy already on disk: files must exist, their md5 is not required
+    (torchvision insists on the official archive's checksums, which a re-packed or partial copy fails)."""
+
+    train_list = [[name, None] for name, _ in datasets.CIFAR10.train_list]
+    test_list = [[name, None] for name, _ in datasets.CIFAR10.test_list]
+    meta = {**datasets.CIFAR10.meta, "md5": None}
+
+
 def _cifar_transforms(train: bool):
     base = [transforms.ToTensor(), transforms.Normalize(CIFAR_MEAN, CIFAR_STD)]
     if train:
@@ -71,18 +80,25 @@ def _has_class_dirs(path: Path) -> bool:
 
 def cifar10(root: str | Path, download: bool) -> tuple[Dataset, Dataset]:
     root = Path(root)
-    if (root / "cifar-10-batches-py").is_dir() or download:
-        return (datasets.CIFAR10(str(root), train=True, transform=_cifar_transforms(True), download=download),
-                datasets.CIFAR10(str(root), train=False, transform=_cifar_transforms(False), download=download))
+    if (root / "cifar-10-batches-py").is_dir():
+        return (CIFAR10Files(str(root), train=True, transform=_cifar_transforms(True)),
+                CIFAR10Files(str(root), train=False, transform=_cifar_transforms(False)))
     if _has_class_dirs(root / "train") and _has_class_dirs(root / "test"):
         return (datasets.ImageFolder(str(root / "train"), transform=_cifar_transforms(True)),
                 datasets.ImageFolder(str(root / "test"), transform=_cifar_transforms(False)))
+    if download:
+        return _download_cifar10(root)
     raise FileNotFoundError(
         f"CIFAR-10 not found: looked for {root}/cifar-10-batches-py (torchvision format) and "
         f"{root}/train/<class>/, {root}/test/<class>/ (image folders). Get it with "
         f"`python scripts/prepare_data.py cifar10 --root {root}` (internet), or set data.download=true, "
         f"or point data.root at an existing copy; data.source=synthetic runs without it."
     )
+
+
+def _download_cifar10(root: Path) -> tuple[Dataset, Dataset]:
+    return (datasets.CIFAR10(str(root), train=True, transform=_cifar_transforms(True), download=True),
+            datasets.CIFAR10(str(root), train=False, transform=_cifar_transforms(False), download=True))
 
 
 def imagenet(root: str | Path) -> tuple[Dataset, Dataset]:

@@ -1,0 +1,18 @@
+"""Fixtures shared by all tests; plain helpers live in tests/helpers.py."""
+
+import pytest
+
+import helpers  # noqa: F401  (sets W&B to disabled for every test)
+
+
+@pytest.fixture
+def smoke_overrides(tmp_path):
+    """Overrides for a fast, self-contained smoke run writing into tmp_path."""
+    return [
+        "trainer=smoke",
+        "data.source=synthetic",
+        "trainer.progress=false",
+        f"paths.results_dir={tmp_path / 'results'}",
+        f"paths.work_dir={tmp_path / 'checkpoints'}",
+        "logger.mode=disabled",
+    ]

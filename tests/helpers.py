@@ -1,0 +1,60 @@
+"""Test helpers: compose the real conf/ with Hydra's compose API and run the launcher in-process."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "conf"
+
+# W&B stays off in tests unless a test asks for offline mode explicitly.
+os.environ["WANDB_MODE"] = "disabled"
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def compose_cfg(overrides: list[str]):
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        return compose(config_name="config", overrides=overrides)
+
+
+
+
+def read_wandb_file(path) -> tuple[list[dict], dict]:
+    """History rows and final summary from an offline ``.wandb`` file, read independently of wandb's writer.
+
+    The file is a LevelDB-style log (7-byte ":W&B" header, 32 KiB blocks, records with a 7-byte
+    crc/length/type header, FULL/FIRST/MIDDLE/LAST chunks) of wandb_internal_pb2.Record protobufs.
+    """
+    import json
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = open(path, "rb").read()
+    assert data[:4] == b":W&B", "not a W&B transaction log"
+    pos, block, chunks, payloads = 7, 32768, b"", []
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # block trailer too short for a header: skip to the next block
+            pos += block - pos % block
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if kind == 0 and length == 0:
+            break
+        chunks += data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST completes a record
+            payloads.append(chunks)
+            chunks = b""
+    history, summary = [], {}
+    for payload in payloads:
+        rec = pb.Record()
+        rec.ParseFromString(payload)
+        kind = rec.WhichOneof("record_type")
+        if kind == "history":
+            history.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in rec.history.item})
+        elif kind == "summary":
+            summary.update({u.key or "/".join(u.nested_key): json.loads(u.value_json) for u in rec.summary.update})
+    return history, summary
