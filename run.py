@@ -20,7 +20,7 @@ def main(cfg: DictConfig) -> str:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         return launch(cfg, multirun=multirun)
-    except ConfigError as e:
+    except (ConfigError, FileNotFoundError) as e:  # a bad value or a missing dataset: one clear line
         logging.getLogger("run").error("%s", e)
         if multirun:
             return "invalid"

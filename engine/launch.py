@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from .provenance import git_state, library_versions
 from .record import RunRecord, experiment_key, find_completed, iter_records
 from .session import Run, open_wandb, run_to_status
-from .trainer import seed_everything
+from .trainer import PRECISIONS, seed_everything
 from .tracking import MODES
 
 log = logging.getLogger("run")
@@ -57,6 +57,9 @@ def validate(cfg: DictConfig) -> None:
         value = cfg.trainer.get(key)
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ConfigError(f"trainer.{key}={value!r} is not allowed; it must be a positive integer")
+    precision = cfg.trainer.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"trainer.precision={precision!r} is not allowed; choose one of {', '.join(PRECISIONS)}")
     frac = cfg.trainer.get("hessian_batch_fraction", 1.0)
     if not 0.0 < frac <= 1.0:
         raise ConfigError(f"trainer.hessian_batch_fraction={frac!r} is not allowed; it must be in (0, 1]")

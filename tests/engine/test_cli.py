@@ -1,0 +1,49 @@
+"""run.py's command-line behaviour on bad input: one clear message naming the value and what is allowed."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from helpers import ROOT
+
+
+def run_cli(*args, tmp_path):
+    env = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([sys.executable, "run.py", *args, f"paths.results_dir={tmp_path}/results",
+                           f"paths.work_dir={tmp_path}/ck"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_unknown_optimizer_lists_the_choices(tmp_path):
+    p = run_cli("optim=lion", tmp_path=tmp_path)
+    assert p.returncode != 0
+    assert "Could not find 'optim/lion'" in p.stderr
+    for choice in ("adagrad", "adahessian", "adam", "adamw", "sgd"):
+        assert f"\t{choice}" in p.stderr
+
+
+def test_unknown_task_lists_the_choices(tmp_path):
+    p = run_cli("task=mnist", tmp_path=tmp_path)
+    assert p.returncode != 0 and "Could not find 'task/mnist'" in p.stderr and "\tcifar10_resnet20" in p.stderr
+
+
+@pytest.mark.parametrize("override,message", [
+    ("trainer.precision=fp8", "error: trainer.precision='fp8' is not allowed; choose one of fp32, bf16, fp16"),
+    ("data.source=web", "error: data.source='web' is not allowed; choose one of real, synthetic"),
+    ("optim.block_size=0", "error: optim=adahessian: block_size"),
+])
+def test_bad_value_is_one_clear_line_and_no_record(override, message, tmp_path):
+    p = run_cli("trainer=smoke", override, tmp_path=tmp_path)
+    assert p.returncode == 2
+    assert message in p.stderr
+    assert "Traceback" not in p.stderr
+    assert not (tmp_path / "results" / "runs").exists()  # rejected before anything is written
+
+
+def test_missing_dataset_says_where_it_looked(tmp_path):
+    p = run_cli("trainer=smoke", f"paths.data_dir={tmp_path}/nodata", tmp_path=tmp_path)
+    assert p.returncode == 2
+    assert f"error: CIFAR-10 not found: looked for {tmp_path}/nodata/cifar10/cifar-10-batches-py" in p.stderr
+    assert "scripts/prepare_data.py cifar10" in p.stderr
