@@ -1,0 +1,25 @@
+"""AdaHessian, its Hutchinson estimator, and the registry that builds every optimizer of the suite.
+
+Nothing here knows about tasks. See docs/optim.md for the training-loop patterns (delayed Hessian, sub-batch
+Hessian, mixed precision, data parallel, attention, torch.compile).
+"""
+
+from .adahessian import AdaHessian
+from .attention import hessian_safe_attention
+from .combined import CombinedOptimizer
+from .distributed import allreduce_grads_, allreduce_mean_
+from .hutchinson import MissingGraphError
+from .registry import OPTIMIZERS, UnknownOptionError, build_optimizer, needs_hessian
+
+__all__ = [
+    "AdaHessian",
+    "CombinedOptimizer",
+    "MissingGraphError",
+    "OPTIMIZERS",
+    "UnknownOptionError",
+    "allreduce_grads_",
+    "allreduce_mean_",
+    "build_optimizer",
+    "hessian_safe_attention",
+    "needs_hessian",
+]

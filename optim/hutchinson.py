@@ -1,0 +1,115 @@
+"""Hutchinson's estimator of the Hessian diagonal: Rademacher draws, Hessian-vector products, diagonal estimate.
+
+For a Rademacher vector z (each element +1 or -1 with probability 1/2), E[z * (H z)] = diag(H), because
+E[z_i z_j] = 1 if i == j else 0. AdaHessian uses D = |z * Hz| (the authors' code takes the absolute value before
+spatial averaging), which is |diag(H)| exactly when H is diagonal and a biased but positive estimate otherwise.
+
+H z is computed by differentiating the graph-carrying gradients g = dL/dp once more with z as the output
+gradient: H z = d(g . z)/dp. All tensors go through ONE ``torch.autograd.grad`` call per sample, so autograd
+walks the double-backward graph once instead of once per parameter.
+
+Nothing here knows about optimizers: the functions take lists of tensors and return lists of tensors, so the
+estimator can be tested (and swapped) on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["MissingGraphError", "rademacher_like", "hvp", "diag_estimate"]
+
+GeneratorSource = torch.Generator | Callable[[torch.device], torch.Generator | None] | None
+
+
+class MissingGraphError(RuntimeError):
+    """Raised when a Hessian-vector product is asked of gradients that carry no autograd graph."""
+
+
+def _generator_for(source: GeneratorSource, device: torch.device) -> torch.Generator | None:
+    if source is None or isinstance(source, torch.Generator):
+        return source
+    return source(device)
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    # Half-precision estimates are accumulated (and later squared) in float32: D^2 overflows float16 easily.
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def rademacher_like(tensors: Sequence[Tensor], generator: GeneratorSource = None) -> list[Tensor]:
+    """One Rademacher tensor (+1/-1 entries) shaped like each of ``tensors``.
+
+    The draw is one flat ``randint`` per device (not one kernel per tensor), split into views; ``generator`` is a
+    ``torch.Generator``, or a callable mapping a device to the generator to use there.
+    """
+    out: list[Tensor | None] = [None] * len(tensors)
+    by_device: dict[torch.device, list[int]] = {}
+    for i, t in enumerate(tensors):
+        by_device.setdefault(t.device, []).append(i)
+    for device, idx in by_device.items():
+        dtypes = {tensors[i].dtype for i in idx}
+        draw_dtype = dtypes.pop() if len(dtypes) == 1 else torch.float32
+        sizes = [tensors[i].numel() for i in idx]
+        flat = torch.randint(0, 2, (sum(sizes),), generator=_generator_for(generator, device),
+                             device=device, dtype=draw_dtype)
+        flat.mul_(2).sub_(1)
+        for i, chunk in zip(idx, flat.split(sizes)):
+            out[i] = chunk.view(tensors[i].shape).to(tensors[i].dtype)
+    return out  # type: ignore[return-value]
+
+
+def hvp(outputs: Sequence[Tensor | None], inputs: Sequence[Tensor], vectors: Sequence[Tensor],
+        *, retain_graph: bool = False) -> list[Tensor]:
+    """Hessian-vector products ``sum_j d(outputs[j] . vectors[j]) / d inputs[i]`` for every input, in one call.
+
+    ``outputs`` are graph-carrying gradients (``backward(create_graph=True)`` or ``autograd.grad(...,
+    create_graph=True)``) aligned with ``vectors``. An output that does not require grad contributes nothing
+    (its gradient does not depend on any parameter: that Hessian row is zero); inputs the graph does not reach get
+    zeros. If no output carries a graph, :class:`MissingGraphError` is raised.
+    """
+    pairs = [(o, v) for o, v in zip(outputs, vectors, strict=True) if o is not None and o.requires_grad]
+    if not pairs:
+        raise MissingGraphError(
+            "The gradients carry no autograd graph, so no Hessian-vector product can be taken. Call "
+            "loss.backward(create_graph=True) on steps where optimizer.needs_hessian() is True (or pass "
+            "hessian_grads computed with torch.autograd.grad(loss, params, create_graph=True))."
+        )
+    outs, vecs = zip(*pairs)
+    with torch.enable_grad():
+        hz = torch.autograd.grad(outs, list(inputs), grad_outputs=vecs, retain_graph=retain_graph,
+                                 allow_unused=True, materialize_grads=True)
+    return list(hz)
+
+
+def diag_estimate(grads: Sequence[Tensor | None], params: Sequence[Tensor], *,
+                  n_samples: int | Sequence[int] = 1, generator: GeneratorSource = None,
+                  absolute: bool = True) -> list[Tensor]:
+    """Hutchinson estimate of diag(H) for each of ``params``, averaged over ``n_samples`` Rademacher draws.
+
+    ``grads[i]`` is the graph-carrying gradient of the loss w.r.t. ``params[i]`` (None: no graph for it).
+    ``absolute=True`` returns mean |z * Hz| (AdaHessian's D); ``absolute=False`` the signed, unbiased mean
+    z * Hz. ``n_samples`` may be one count per parameter: every draw covers all parameters (Hz needs the whole
+    z), but a parameter only averages its first ``n_samples[i]`` draws. Results are float32 for half inputs.
+    """
+    params = list(params)
+    counts = [n_samples] * len(params) if isinstance(n_samples, int) else list(n_samples)
+    if len(counts) != len(params):
+        raise ValueError(f"n_samples has {len(counts)} entries for {len(params)} parameters")
+    if any(n < 1 for n in counts):
+        raise ValueError(f"n_samples must be >= 1, got {min(counts)}")
+    total = max(counts, default=0)
+    acc: list[Tensor | None] = [None] * len(params)
+    for s in range(total):
+        z = rademacher_like(params, generator)
+        active = [i for i, n in enumerate(counts) if n > s]
+        hz = hvp(grads, [params[i] for i in active], z, retain_graph=s < total - 1)
+        for i, h in zip(active, hz):
+            # |z * Hz| == |Hz| because |z| == 1: the multiply is skipped for the absolute estimate.
+            d = h.abs_() if absolute else h.mul_(z[i])
+            d = d.to(_acc_dtype(d.dtype))
+            acc[i] = d if acc[i] is None else acc[i].add_(d)
+        del z, hz  # free the draw and the products before the next sample's autograd call
+    return [a if n == 1 else a.div_(n) for a, n in zip(acc, counts)]  # type: ignore[union-attr]
