@@ -13,7 +13,9 @@ Schema (``schema: 1``)::
     scale         trainer profile: "smoke" or "paper" (or a user profile name)
     data_source   "real" or "synthetic"
     hparams       flat dict: lr, lr_scale, weight_decay, block_size, update_each, hessian_batch_fraction, ...
-    metric        {"name": "top1_acc", "higher_is_better": true}
+    metric        {"name": "top1_acc", "higher_is_better": true}, optionally with "select_by" and
+                  "select_higher_is_better": then best_metric is the metric at the evaluation with the best
+                  select_by value (PTB: test perplexity of the best-validation model), not the best metric
     status        "running" | "completed" | "diverged" | "failed" | "interrupted"
     best_metric   best evaluation metric over the run (None until evaluated)
     final_metric  metric at the last evaluation
@@ -78,6 +80,10 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -118,6 +124,7 @@ class RunRecord:
             "run_id": run_id,
             "status": "running",
             "best_metric": None,
+            "best_select": None,  # the selection score behind best_metric (= best_metric without select_by)
             "final_metric": None,
             "history": [],
             "timing": {},
@@ -146,14 +153,20 @@ class RunRecord:
     def log_eval(self, row: dict[str, Any]) -> None:
         """Append one evaluation row and update best/final metric from ``row[metric name]``."""
         self.data["history"].append(_json_safe(row))
-        name = self.data["metric"]["name"]
-        value = row.get(name)
-        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        spec = self.data["metric"]
+        value = row.get(spec["name"])
+        if not _finite(value):
             return
         self.data["final_metric"] = value
-        best = self.data["best_metric"]
-        higher = self.data["metric"]["higher_is_better"]
-        if best is None or (value > best if higher else value < best):
+        key = spec.get("select_by") or spec["name"]
+        higher = spec.get("select_higher_is_better", spec["higher_is_better"]) if spec.get("select_by") \
+            else spec["higher_is_better"]
+        score = row.get(key)
+        if not _finite(score):
+            return
+        best = self.data.get("best_select")
+        if best is None or (score > best if higher else score < best):
+            self.data["best_select"] = score
             self.data["best_metric"] = value
 
     def finish(self, status: str, error: str | None = None) -> None:

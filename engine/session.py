@@ -58,7 +58,7 @@ class Run:
     def replace_history(self, history: list[dict[str, Any]]) -> None:
         """On resume the checkpoint's history is authoritative (rows after it were never checkpointed)."""
         data = self.record.data
-        data["history"], data["best_metric"], data["final_metric"] = [], None, None
+        data["history"], data["best_metric"], data["best_select"], data["final_metric"] = [], None, None, None
         for row in history:
             self.record.log_eval(row)
         self.record.save()

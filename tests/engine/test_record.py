@@ -72,3 +72,12 @@ def test_corrupt_record_is_reported_not_skipped(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="broken.json"):
         list(iter_records(tmp_path))
+
+
+def test_select_by_reports_metric_of_best_validation_row(tmp_path):
+    r = _new(tmp_path, metric={"name": "test_ppl", "higher_is_better": False, "select_by": "val_ppl",
+                               "select_higher_is_better": False})
+    for val, test in ((120.0, 118.0), (95.0, 99.0), (97.0, 90.0)):
+        r.log_eval({"val_ppl": val, "test_ppl": test})
+    # the best-validation model (val 95) has test ppl 99, although a later row has a lower test ppl
+    assert (r.data["best_metric"], r.data["best_select"], r.data["final_metric"]) == (99.0, 95.0, 90.0)
