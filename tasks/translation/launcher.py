@@ -117,7 +117,7 @@ class TrainMonitor:
         self.run = run
         self.plan = plan
         self.rows: list[dict[str, Any]] = list(run.record.data.get("history") or [])
-        self.last_train: dict[str, Any] = {}
+        self.inner_losses: list[float] = []   # train_inner losses since the last validation
         self.last_lr: float | None = None
         self.diverged: str | None = None
         self.resumed_at: int | None = None
@@ -143,11 +143,13 @@ class TrainMonitor:
             step = int(stats.get("num_updates", 0))
             self._finite("training loss", stats.get("loss"), f"at update {step}")
             self.last_lr = scoring._float(stats.get("lr"))
+            loss = scoring._float(stats.get("loss"))
+            if loss is not None:
+                self.inner_losses.append(loss)
             point = {f"train/{k}": scoring._float(stats.get(k)) for k in ("loss", "nll_loss", "lr", "gnorm", "wps",
                                                                           "ups", "wpb", "bsz")}
             self.run.log_metrics({k: v for k, v in point.items() if v is not None}, step=step)
         elif tag == "train":
-            self.last_train = stats
             self._finite("training loss", stats.get("train_loss"), f"in epoch {stats.get('epoch')}")
         elif tag == "valid":
             step = int(stats.get("valid_num_updates", 0))
@@ -157,19 +159,17 @@ class TrainMonitor:
             row = {
                 "epoch": epoch,
                 "step": step,
-                "train_loss": self._train_loss_for(int(stats.get("epoch", 0))),
+                # mean of the logged training losses (every log_every updates) since the last validation
+                "train_loss": statistics.fmean(self.inner_losses) if self.inner_losses else None,
                 "val_loss": scoring._float(stats.get("valid_loss")),
                 "val_nll_loss": scoring._float(stats.get("valid_nll_loss")),
                 "val_ppl": scoring._float(stats.get("valid_ppl")),
                 "lr": self.last_lr,
                 "time_s": round(time.time() - self.t0, 1),
             }
+            self.inner_losses = []
             self.rows.append(row)
             self.run.log_eval(row, step=step)
-
-    def _train_loss_for(self, epoch: int) -> float | None:
-        # fairseq logs the epoch's mean training loss after the validation of that epoch; use the last known.
-        return scoring._float(self.last_train.get("train_loss")) if self.last_train else None
 
 
 def read_step_log(path: Path, upto: int | None = None) -> list[dict[str, Any]]:

@@ -98,7 +98,8 @@ def tokenized_bleu(hyps: list[str], refs: list[str], *, lowercase: bool, split_c
     if split_compounds:
         hyps = [compound_split(x) for x in hyps]
         refs = [compound_split(x) for x in refs]
-    return BLEU(tokenize="none", lowercase=lowercase, force=True).corpus_score(hyps, [refs])
+    # No smoothing: multi-bleu.perl and fairseq's scorer give 0 when any n-gram precision is 0.
+    return BLEU(tokenize="none", lowercase=lowercase, force=True, smooth_method="none").corpus_score(hyps, [refs])
 
 
 def detokenize(lines: list[str], lang: str) -> list[str]:
