@@ -1,0 +1,35 @@
+"""tests/optim configuration.
+
+- Makes the shared test library (adahessian_testlib.py, beside this file) importable: the suite runs pytest with
+  --import-mode=importlib and only tests/ on the path.
+- Silences torch's once-per-process warning about backward(create_graph=True) making a param <-> grad cycle:
+  AdaHessian breaks that cycle in step() (test_memory.py checks it).
+- Runs each test here with one intra-op thread (restored afterwards).
+"""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+
+def pytest_collection_modifyitems(config, items):
+    mark = pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True:UserWarning")
+    for item in items:
+        if str(item.path).startswith(_HERE):
+            item.add_marker(mark)
+
+
+@pytest.fixture(autouse=True)
+def _one_intra_op_thread():
+    # The tensors here are tiny; on a shared 2-core machine OpenMP's worker threads spin against other processes
+    # and such kernels ran up to 100x slower than on one thread.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
