@@ -29,12 +29,16 @@ def _stat_row(summ: pd.DataFrame, **eq) -> dict | None:
     return None if rows.empty else rows.iloc[0].to_dict()
 
 
-def _failed_notes(runs: pd.DataFrame) -> list[str]:
+def _failed_notes(runs: pd.DataFrame, param: str | None = None) -> list[str]:
+    """One line per failed, interrupted or unfinished run: what it was, its run id and the error's last line."""
     notes = []
     for r in runs[runs["status"].isin(["failed", "interrupted", "running"])].itertuples():
         err = (r.error or "").strip().splitlines()
         why = f": {err[-1][:160]}" if err else ""
-        notes.append(f"{r.status}: {r.task}/{r.optim} seed {r.seed} (run {r.run_id}){why}")
+        val = getattr(r, param, None) if param else None
+        at = f" {param}={float(val):g}" if finite(val) else ""
+        state = "unfinished (running, or killed)" if r.status == "running" else r.status
+        notes.append(f"{state}: {r.task}/{r.optim}{at} seed {r.seed} (run {r.run_id}){why}")
     return notes
 
 
@@ -290,7 +294,7 @@ def sweep_table(runs: pd.DataFrame, kind: str | SweepKind, *, task: str, scale: 
                 f"{P.optim_label(o)} {kind.fmt_value(v) if v is not None else 'ref.'} seed {s}" for o, v, s in miss) + ".")
         else:
             notes.append(f"Every planned run has a record (seeds {', '.join(map(str, seeds))}).")
-    notes += _failed_notes(sel)
+    notes += _failed_notes(sel, kind.param)
     name = f"table{kind.table}_{kind.kind}_{task}{profile_suffix(scale, data_source)}"
     title = _title(f"{kind.title}, {info['label']}", scale, data_source)
     return Table(name, title, data, disp["md"], disp["tex"], notes), data
