@@ -1,0 +1,87 @@
+"""Word-level language modelling: Penn Treebank with a 3-layer pre-norm transformer LM (the paper's Table 4).
+
+Metric: test perplexity of the best-validation model (``test_ppl`` selected by ``val_ppl``); every evaluation
+computes both. ``task.profiles.<trainer name>`` is merged into the task config (``trainer=smoke``: a tiny model).
+See docs/tasks_lm_dlrm.md.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from engine.task_api import MetricSpec, TorchTask
+from engine.trainer import fit
+
+from .data import LMWindows, load_ptb, synthetic_splits
+from .metric import LMEvaluator
+from .model import TransformerLM, lm_loss
+
+
+PROFILE_KEYS = ("bptt", "eval_batch_size", "model")
+
+
+def effective_task(cfg) -> DictConfig:
+    """``cfg.task`` with ``task.profiles[<trainer name>]`` merged in (and ``profiles`` dropped).
+
+    A profile may set only what this package reads (:data:`PROFILE_KEYS`): the trainer reads ``task.schedule``,
+    ``task.epochs`` and ``task.batch_size`` from the composed config, so a profile could not change them.
+    """
+    task = OmegaConf.to_container(cfg.task, resolve=True)
+    profile = (task.pop("profiles", None) or {}).get(cfg.trainer.name) or {}
+    unknown = sorted(set(profile) - set(PROFILE_KEYS))
+    if unknown:
+        raise ValueError(f"task.profiles.{cfg.trainer.name} sets {unknown}; a profile may set only "
+                         f"{', '.join(PROFILE_KEYS)} (override the others on the command line)")
+    return OmegaConf.merge(OmegaConf.create(task), OmegaConf.create(profile))
+
+
+def build_model(task_cfg, vocab_size: int) -> TransformerLM:
+    m = task_cfg.model
+    return TransformerLM(vocab_size, n_layers=m.n_layers, d_model=m.d_model, n_heads=m.n_heads, d_ff=m.d_ff,
+                         dropout=m.dropout, attention_dropout=m.attention_dropout, max_len=max(task_cfg.bptt, 1),
+                         tie_embeddings=m.tie_embeddings, attention=m.attention)
+
+
+def load_splits(cfg):
+    """(vocab size, {"train", "valid", "test": 1-D token ids}, description) of the configured source."""
+    if cfg.data.source == "synthetic":
+        source, ids = synthetic_splits(cfg.data.synthetic)
+        return source.vocab_size, ids, {"source": "synthetic", "vocab_size": source.vocab_size}
+    vocab, ids = load_ptb(cfg.data.root)
+    return len(vocab), ids, {"source": "real", "root": str(cfg.data.root), "vocab_size": len(vocab)}
+
+
+def build_with_info(cfg) -> tuple[TorchTask, dict]:
+    """The task and a description of what was built (for the run record's ``extra``)."""
+    task_cfg = effective_task(cfg)
+    vocab_size, ids, info = load_splits(cfg)
+    bptt, batch = task_cfg.bptt, cfg.trainer.batch_size
+    train = LMWindows(ids["train"], batch, bptt)
+    val = LMWindows(ids["valid"], task_cfg.eval_batch_size, bptt)
+    test = LMWindows(ids["test"], task_cfg.eval_batch_size, bptt)
+    model = build_model(task_cfg, vocab_size)
+    task = TorchTask(
+        model=model,
+        train_loader=train,
+        val_loader=val,
+        loss=lm_loss,
+        evaluate=LMEvaluator(test),
+        metric=MetricSpec(task_cfg.metric.name, task_cfg.metric.higher_is_better),
+        # Throughput counts tokens; a Hessian sub-batch keeps whole streams (at least one).
+        batch_size_of=lambda b: b[0].numel(),
+        head_of_batch=lambda b, n: tuple(t[: max(1, n // b[0].size(1))] for t in b),
+    )
+    info = {**info, "model": OmegaConf.to_container(task_cfg.model), "bptt": bptt,
+                 "n_params": sum(p.numel() for p in model.parameters()),
+                 "tokens": {k: int(v.numel()) for k, v in ids.items()}, "train_batches": len(train)}
+    return task, info
+
+
+def build(cfg) -> TorchTask:
+    return build_with_info(cfg)[0]
+
+
+def train(cfg, run) -> None:
+    task, info = build_with_info(cfg)
+    run.update(extra={"language_model": info})
+    fit(cfg, run, task)
