@@ -14,6 +14,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from . import distributed
 from .provenance import git_state, library_versions
 from .record import RunRecord, experiment_key, find_completed, iter_records
 from .session import Run, open_wandb, run_to_status
@@ -31,6 +32,13 @@ _HPARAM_KEYS = ("lr", "lr_scale", "weight_decay", "momentum", "betas", "eps", "b
 
 class ConfigError(ValueError):
     """A bad configuration value; run.py prints it as one line."""
+
+
+class MirrorRecord(RunRecord):
+    """A non-zero torchrun rank's view of rank 0's record: same fields, never written."""
+
+    def save(self) -> None:
+        pass
 
 
 def _experiment_fields(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -93,37 +101,54 @@ def launch(cfg: DictConfig, *, multirun: bool = False) -> str:
     results_dir = Path(cfg.paths.results_dir)
     work_root = Path(cfg.paths.work_dir)
 
+    env = distributed.setup()
     if cfg.skip_completed and not cfg.resume:
-        done = find_completed(results_dir, key)
-        if done is not None:
-            log.info("skipping: completed record exists at %s", done["_path"])
+        done = find_completed(results_dir, key) if env.is_main else None
+        if distributed.broadcast_object(done is not None):
+            if env.is_main:
+                log.info("skipping: completed record exists at %s", done["_path"])
             return "skipped"
 
-    if cfg.resume:
-        record = _resume_target(results_dir, work_root, key, cfg.resume)
-        record.data.update(status="running", finished_at=None, error=None)
-        record.save()
-        log.info("resuming run %s from %s", record.data["run_id"], record.path)
-    else:
-        record = RunRecord.create(
-            results_dir,
-            key=key,
-            task=cfg.task.name,
-            task_family=cfg.task.family,
-            optim=cfg.optim.name,
-            seed=cfg.seed,
-            scale=cfg.trainer.name,
-            data_source=cfg.data.source,
-            hparams=hparams_of(container),
-            metric=container["task"]["metric"],
-            versions=library_versions(),
-            git=git_state(),
-            config=container,
-        )
-        log.info("run record: %s", record.path)
+    fields = dict(
+        key=key,
+        task=cfg.task.name,
+        task_family=cfg.task.family,
+        optim=cfg.optim.name,
+        seed=cfg.seed,
+        scale=cfg.trainer.name,
+        data_source=cfg.data.source,
+        hparams=hparams_of(container),
+        metric=container["task"]["metric"],
+        versions=library_versions(),
+        git=git_state(),
+        config=container,
+        world_size=env.world_size,
+    )
+    record: RunRecord | None = None
+    error: str | None = None
+    if env.is_main:
+        try:
+            if cfg.resume:
+                record = _resume_target(results_dir, work_root, key, cfg.resume)
+                record.data.update(status="running", finished_at=None, error=None)
+                record.save()
+                log.info("resuming run %s from %s", record.data["run_id"], record.path)
+            else:
+                record = RunRecord.create(results_dir, **fields)
+                log.info("run record: %s", record.path)
+        except ConfigError as e:
+            error = str(e)
+    # Every rank learns rank 0's run id (or its error), so all ranks write to one run or stop together.
+    run_id, error = distributed.broadcast_object((record.data["run_id"] if record else None, error))
+    if error is not None:
+        raise ConfigError(error)
+    if record is None:
+        record = MirrorRecord(Path("/dev/null"), {**fields, "run_id": run_id, "history": [], "extra": {},
+                                                   "best_metric": None, "best_select": None,
+                                                   "final_metric": None})
     d = record.data
-    run = Run(record, work_root / d["task"] / d["optim"] / d["run_id"],
-              open_wandb(container["logger"], record, resume=bool(cfg.resume)))
+    wandb_run = open_wandb(container["logger"], record, resume=bool(cfg.resume)) if env.is_main else None
+    run = Run(record, work_root / d["task"] / d["optim"] / d["run_id"], wandb_run)
     family = importlib.import_module(f"tasks.{cfg.task.family}")
     seed_everything(cfg.seed)  # model initialisation and anything else the task draws before training
     try:

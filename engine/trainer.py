@@ -19,14 +19,18 @@ import time
 from contextlib import nullcontext
 from typing import Any
 
+import warnings
+
 import numpy as np
 import torch
+import torch.distributed as dist
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 import optim
 
+from . import distributed
 from .provenance import device_name
 from .schedules import Schedule
 from .session import Diverged, Run
@@ -34,9 +38,15 @@ from .task_api import TorchTask
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
+# backward(create_graph=True) links each parameter and its gradient in a reference cycle; torch warns about it on
+# every Hessian step. The loop breaks the cycle itself with zero_grad(set_to_none=True) after every step.
+warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True", category=UserWarning)
+
 
 # -- pieces ------------------------------------------------------------------------------------------------
-def resolve_device(spec: str) -> torch.device:
+def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
+    if spec == "auto" and torch.cuda.is_available() and distributed.env().enabled:
+        return torch.device("cuda", local_rank)
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(spec)
@@ -91,31 +101,42 @@ def train_step(
     scaler: torch.amp.GradScaler | None = None,
     grad_clip: float = 0.0,
     hessian_batch_fraction: float = 1.0,
+    model: torch.nn.Module | None = None,
 ) -> tuple[float, bool]:
     """One optimizer step. Returns (loss, whether this step drew a Hessian estimate).
 
     The double-backward graph is built only on steps where the optimizer will use it. With
     ``hessian_batch_fraction < 1`` the Hessian-vector product runs on the head of the batch (its own
     graph-carrying gradients), while the update uses the full-batch gradient from a plain backward.
+
+    ``model`` is what the forward runs through (a DistributedDataParallel wrapper under torchrun; default
+    ``task.model``). DDP's reducer cannot carry the double-backward graph, so graph-carrying backwards run under
+    ``no_sync()`` and the gradients are averaged afterwards in one bucketed collective (optim/distributed.py);
+    AdaHessian then averages its Hessian estimate over ranks itself.
     """
-    model = task.model
+    model = task.model if model is None else model
+    ddp = isinstance(model, torch.nn.parallel.DistributedDataParallel)
+    local = model.no_sync if ddp else nullcontext
     hessian = optim.needs_hessian(optimizer)
     sub_batch = hessian and hessian_batch_fraction < 1.0
     hessian_grads = None
     if sub_batch:
         n = max(1, int(round(task.batch_size_of(batch) * hessian_batch_fraction)))
-        with autocast_context(precision, device):
-            sub_loss = task.loss(model, task.head_of_batch(batch, n))
         params = [p for g in optimizer.param_groups for p in g["params"]]
         wanted = [p for p in params if p.requires_grad]
-        scaled = scaler.scale(sub_loss) if scaler is not None else sub_loss
-        grads = iter(torch.autograd.grad(scaled, wanted, create_graph=True, allow_unused=True))
+        with local(), autocast_context(precision, device):
+            sub_loss = task.loss(model, task.head_of_batch(batch, n))
+            scaled = scaler.scale(sub_loss) if scaler is not None else sub_loss
+            grads = iter(torch.autograd.grad(scaled, wanted, create_graph=True, allow_unused=True))
         hessian_grads = [next(grads) if p.requires_grad else None for p in params]
 
-    with autocast_context(precision, device):
-        loss = task.loss(model, batch)
     create_graph = hessian and not sub_batch
-    (scaler.scale(loss) if scaler is not None else loss).backward(create_graph=create_graph)
+    with (local() if create_graph else nullcontext()):
+        with autocast_context(precision, device):
+            loss = task.loss(model, batch)
+        (scaler.scale(loss) if scaler is not None else loss).backward(create_graph=create_graph)
+    if ddp and create_graph:
+        optim.allreduce_grads_(p for g in optimizer.param_groups for p in g["params"])
 
     if grad_clip > 0:
         if scaler is not None:
@@ -128,7 +149,28 @@ def train_step(
     else:
         optimizer.step(**kwargs)
     optimizer.zero_grad(set_to_none=True)
-    return loss.detach().float().item(), hessian
+    loss = loss.detach().float()
+    if ddp:  # every rank sees the same loss, so all of them stop together if it is not finite
+        dist.all_reduce(loss)
+        loss /= dist.get_world_size()
+    return loss.item(), hessian
+
+
+def shard_loader(loader, env: distributed.DistEnv, seed: int):
+    """This rank's share of the training data (DistributedSampler); the global batch stays trainer.batch_size."""
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    if not isinstance(loader, DataLoader):
+        raise ValueError(f"torchrun with {env.world_size} processes needs a DataLoader training set; "
+                         f"this task provides {type(loader).__name__}")
+    if loader.batch_size % env.world_size:
+        raise ValueError(f"trainer.batch_size={loader.batch_size} must be divisible by the {env.world_size} "
+                         "processes (it is the global batch)")
+    sampler = DistributedSampler(loader.dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True,
+                                 seed=seed)
+    return DataLoader(loader.dataset, batch_size=loader.batch_size // env.world_size, sampler=sampler,
+                      num_workers=loader.num_workers, pin_memory=loader.pin_memory, collate_fn=loader.collate_fn,
+                      persistent_workers=loader.persistent_workers, drop_last=loader.drop_last), sampler
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -164,19 +206,26 @@ def _timing(hessian_times: list[float], plain_times: list[float], samples: int, 
 # -- the loop ----------------------------------------------------------------------------------------------
 def fit(cfg: DictConfig, run: Run, task: TorchTask) -> None:
     tc = cfg.trainer
-    device = resolve_device(tc.device)
+    env = distributed.env()
+    device = resolve_device(tc.device, env.local_rank)
     if tc.precision == "fp16" and device.type != "cuda":
         raise ValueError("trainer.precision='fp16' needs CUDA (GradScaler); on CPU use bf16 or fp32")
     autocast_context(tc.precision, device)  # validates the name before any work
     model = task.model.to(device)
     optimizer = build_optimizer(cfg, task)
+    forward_model, train_loader, sampler = model, task.train_loader, None
+    if env.enabled:  # torchrun: DDP for the gradient exchange (rank 0's parameters broadcast at wrap)
+        forward_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+        train_loader, sampler = shard_loader(task.train_loader, env, cfg.seed)
     limit = tc.limit_train_batches
-    steps_per_epoch = min(len(task.train_loader), limit) if limit else len(task.train_loader)
+    steps_per_epoch = min(len(train_loader), limit) if limit else len(train_loader)
     total_steps = tc.max_steps or steps_per_epoch * tc.epochs
     schedule = Schedule(OmegaConf.to_container(cfg.task.schedule), optimizer, total_steps,
                         task.metric.higher_is_better)
     scaler = torch.amp.GradScaler(device.type) if tc.precision == "fp16" else None
     metric = task.metric.name
+    last_metric = "-"  # the latest evaluation, shown on the progress bar
 
     start_epoch, step, wall, samples = 0, 0, 0.0, 0
     hessian_times: list[float] = []
@@ -201,10 +250,12 @@ def fit(cfg: DictConfig, run: Run, task: TorchTask) -> None:
         seed_everything(epoch_seed(cfg.seed, epoch))
         if task.on_epoch_start is not None:
             task.on_epoch_start(epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         model.train()
         losses: list[float] = []
-        bar = tqdm(task.train_loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tc.epochs}",
-                   disable=not tc.progress, leave=False, dynamic_ncols=True)
+        bar = tqdm(train_loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tc.epochs}",
+                   disable=not (tc.progress and env.is_main), leave=False, dynamic_ncols=True)
         for i, batch in enumerate(bar):
             if (limit and i >= limit) or (tc.max_steps and step >= tc.max_steps):
                 break
@@ -213,14 +264,14 @@ def fit(cfg: DictConfig, run: Run, task: TorchTask) -> None:
             t0 = time.perf_counter()
             loss, hessian = train_step(
                 task, optimizer, batch, precision=tc.precision, device=device, scaler=scaler,
-                grad_clip=tc.grad_clip, hessian_batch_fraction=tc.hessian_batch_fraction,
+                grad_clip=tc.grad_clip, hessian_batch_fraction=tc.hessian_batch_fraction, model=forward_model,
             )
             _sync(device)
             dt = time.perf_counter() - t0
             (hessian_times if hessian else plain_times).append(dt)
             wall += dt
             n = task.batch_size_of(batch)
-            samples += n
+            samples += n * env.world_size  # global throughput
             step += 1
             if not math.isfinite(loss):
                 run.update(timing=_timing(hessian_times, plain_times, samples, wall),
@@ -229,7 +280,8 @@ def fit(cfg: DictConfig, run: Run, task: TorchTask) -> None:
             schedule.after_step()
             losses.append(loss)
             lr = optimizer.param_groups[0]["lr"]
-            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.3g}", sps=f"{n / dt:.0f}")
+            bar.set_postfix(loss=f"{loss:.4f}", **{metric: last_metric}, lr=f"{lr:.3g}",
+                            sps=f"{n * env.world_size / dt:.0f}")
             if step % tc.log_every == 0:
                 run.log_metrics({"train/loss": loss, "train/lr": lr, "train/samples_per_s": n / dt}, step=step)
         bar.close()
@@ -239,15 +291,16 @@ def fit(cfg: DictConfig, run: Run, task: TorchTask) -> None:
                "train_loss": statistics.fmean(losses) if losses else None,
                **scores, "lr": optimizer.param_groups[0]["lr"], "time_s": wall}
         run.log_eval(row, step=step)
+        last_metric = f"{scores[metric]:.2f}"
         timing = _timing(hessian_times, plain_times, samples, wall)
         run.update(timing=timing, peak_memory_mb=peak_memory_mb(device))
-        if tc.progress:
+        if tc.progress and env.is_main:
             tqdm.write(f"epoch {epoch + 1}: train_loss {row['train_loss']:.4f}  val_loss {scores['val_loss']:.4f}"
                        f"  {metric} {scores[metric]:.2f}  best {run.record.data['best_metric']:.2f}")
         if not all(math.isfinite(v) for v in scores.values()):
             raise Diverged(f"non-finite evaluation {scores} after epoch {epoch + 1}")
         schedule.after_epoch(scores[metric])
-        if tc.checkpoint:
+        if tc.checkpoint and env.is_main:
             _atomic_torch_save({
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(), "scaler": scaler.state_dict() if scaler else None,
@@ -255,3 +308,5 @@ def fit(cfg: DictConfig, run: Run, task: TorchTask) -> None:
                 "hessian_times": hessian_times, "plain_times": plain_times,
                 "history": run.record.data["history"], "run_id": run.run_id,
             }, run.checkpoint_path)
+        if env.enabled:
+            dist.barrier()  # no rank runs ahead of rank 0's checkpoint

@@ -15,4 +15,9 @@ def smoke_overrides(tmp_path):
         f"paths.results_dir={tmp_path / 'results'}",
         f"paths.work_dir={tmp_path / 'checkpoints'}",
         "logger.mode=disabled",
+        # lighter than trainer=smoke itself: the suite runs dozens of these on 2 CPU cores
+        "trainer.batch_size=8",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "task.eval_batch_size=16",
     ]

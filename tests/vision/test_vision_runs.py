@@ -14,7 +14,7 @@ from vision_files import CLASSES, write_cifar_python, write_image_folder
 VISION = ["cifar10_resnet20", "cifar10_resnet32", "imagenet_resnet18"]
 OPTIMS = ["sgd", "adam", "adamw", "adagrad", "adahessian"]
 # ImageNet's synthetic stand-in at 64 px keeps this matrix fast; 224 px is the same code path.
-SMALL = {"imagenet_resnet18": ["data.synthetic.image_size=64", "task.eval_batch_size=16"]}
+SMALL = {"imagenet_resnet18": ["data.synthetic.image_size=64"]}
 
 
 def records(tmp_path):
@@ -30,13 +30,13 @@ def test_smoke_run_writes_complete_record(task, optim, tmp_path, smoke_overrides
     (rec,) = records(tmp_path)
     assert (rec["task"], rec["optim"], rec["status"], rec["scale"], rec["data_source"]) == (
         task, optim, "completed", "smoke", "synthetic")
-    assert len(rec["history"]) == 1 and rec["history"][0]["step"] == 4
+    assert len(rec["history"]) == 1 and rec["history"][0]["step"] == 2
     assert 0.0 <= rec["best_metric"] <= 100.0 and rec["final_metric"] == rec["history"][-1]["top1_acc"]
     t = rec["timing"]
     if optim == "adahessian":  # every step draws a Hessian estimate by default
-        assert (t["n_hessian_steps"], t["n_plain_steps"]) == (4, 0) and t["hessian_step_s"] > 0
+        assert (t["n_hessian_steps"], t["n_plain_steps"]) == (2, 0) and t["hessian_step_s"] > 0
     else:
-        assert (t["n_hessian_steps"], t["n_plain_steps"]) == (0, 4)
+        assert (t["n_hessian_steps"], t["n_plain_steps"]) == (0, 2)
     assert rec["peak_memory_mb"] > 0 and rec["device"].startswith("cpu")
     assert rec["versions"]["torch"] == torch.__version__.split("+")[0]
     assert rec["git"]["commit"] is None or len(rec["git"]["commit"]) == 40
@@ -45,7 +45,7 @@ def test_smoke_run_writes_complete_record(task, optim, tmp_path, smoke_overrides
 
 def test_synthetic_cifar_is_learnt_within_a_short_run(tmp_path, smoke_overrides):
     cfg = compose_cfg(["task=cifar10_resnet20", "optim=sgd", *smoke_overrides, "trainer.epochs=3",
-                       "trainer.limit_train_batches=10", "trainer.batch_size=32", "trainer.limit_val_batches=4",
+                       "trainer.limit_train_batches=8", "trainer.batch_size=16", "trainer.limit_val_batches=4",
                        "task.eval_batch_size=64"])
     launch(cfg)
     (rec,) = records(tmp_path)
@@ -70,7 +70,7 @@ def test_interrupt_then_resume_equals_uninterrupted(tmp_path, smoke_overrides, m
 
     def interrupting_step(*a, **k):
         calls["n"] += 1
-        if calls["n"] == 6:  # second step of epoch 2, after epoch 1's checkpoint
+        if calls["n"] == 4:  # second step of epoch 2, after epoch 1's checkpoint
             raise KeyboardInterrupt
         return real_step(*a, **k)
 
@@ -109,7 +109,7 @@ def test_cifar_real_loader_end_to_end(tmp_path, smoke_overrides):
                        f"data.root={root}", "trainer.epochs=1"])
     assert launch(cfg) == "completed"
     (rec,) = records(tmp_path)
-    assert rec["data_source"] == "real" and rec["history"][0]["step"] == 3  # 40 images / batch 16
+    assert rec["data_source"] == "real" and rec["history"][0]["step"] == 2  # limit_train_batches
 
 
 def test_cifar_image_folder_end_to_end(tmp_path, smoke_overrides):
