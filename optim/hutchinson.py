@@ -107,8 +107,12 @@ def diag_estimate(grads: Sequence[Tensor | None], params: Sequence[Tensor], *,
         active = [i for i, n in enumerate(counts) if n > s]
         hz = hvp(grads, [params[i] for i in active], z, retain_graph=s < total - 1)
         for i, h in zip(active, hz):
-            # |z * Hz| == |Hz| because |z| == 1: the multiply is skipped for the absolute estimate.
-            d = h.abs_() if absolute else h.mul_(z[i])
+            # |z * Hz| == |Hz| because |z| == 1: the multiply is skipped for the absolute estimate. autograd may
+            # return broadcast (stride-0) results, which cannot be written in place: those get a new tensor.
+            if h.is_contiguous() or h.is_contiguous(memory_format=torch.channels_last):
+                d = h.abs_() if absolute else h.mul_(z[i])
+            else:
+                d = h.abs() if absolute else h * z[i]
             d = d.to(_acc_dtype(d.dtype))
             acc[i] = d if acc[i] is None else acc[i].add_(d)
         del z, hz  # free the draw and the products before the next sample's autograd call

@@ -1,0 +1,132 @@
+"""Mixed precision: GradScaler (gradient and Hessian estimate unscaled, inf steps skipped) and autocast."""
+
+import copy
+
+import pytest
+import torch
+
+from optim import AdaHessian
+
+
+def _model(dtype):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Tanh(), torch.nn.Flatten(),
+                               torch.nn.Linear(4 * 6 * 6, 10)).to(dtype)
+
+
+def _data(dtype):
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(8, 3, 8, 8, generator=g).to(dtype), torch.randint(0, 10, (8,), generator=g)
+
+
+def _loss(model, x, y):
+    return torch.nn.functional.cross_entropy(model(x), y)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_grad_scaler_gives_the_unscaled_update(dtype):
+    x, y = _data(dtype)
+    plain, scaled = _model(dtype), _model(dtype)
+    o1 = AdaHessian(plain.parameters(), lr=0.05, update_each=2, block_size=4, seed=0)
+    o2 = AdaHessian(scaled.parameters(), lr=0.05, update_each=2, block_size=4, seed=0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    for _ in range(5):
+        _loss(plain, x, y).backward(create_graph=o1.needs_hessian())
+        o1.step()
+        o1.zero_grad()
+        scaler.scale(_loss(scaled, x, y)).backward(create_graph=o2.needs_hessian())
+        scaler.step(o2)
+        scaler.update()
+        o2.zero_grad()
+    assert scaler.get_scale() == 2.0**12
+    # Power-of-two scaling is exact, so the two runs agree to rounding (here: bitwise).
+    tol = 1e-6 if dtype == torch.float32 else 1e-13
+    for a, b in zip(plain.parameters(), scaled.parameters()):
+        assert torch.allclose(a, b, rtol=tol, atol=tol)
+    assert not torch.allclose(next(plain.parameters()), next(_model(dtype).parameters()))
+
+
+def test_inf_gradient_skips_the_whole_step():
+    x, y = _data(torch.float32)
+    model = _model(torch.float32)
+    opt = AdaHessian(model.parameters(), seed=0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    scaler.scale(_loss(model, x, y)).backward(create_graph=True)
+    before = [p.detach().clone() for p in model.parameters()]
+    rng = opt._generator(torch.device("cpu")).get_state()
+    with torch.no_grad():
+        model[0].weight.grad[0, 0, 0, 0] = float("inf")
+    scaler.step(opt)
+    scaler.update()
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert opt.step_count == 0 and len(opt.state) == 0
+    assert torch.equal(opt._generator(torch.device("cpu")).get_state(), rng)  # no z drawn
+    assert scaler.get_scale() == 2.0**11
+    assert all(not p.grad.requires_grad for p in model.parameters())  # graph released all the same
+    opt.zero_grad()
+    scaler.scale(_loss(model, x, y)).backward(create_graph=opt.needs_hessian())
+    scaler.step(opt)
+    assert opt.step_count == 1
+
+
+def test_explicit_unscale_needs_the_hessian_scale():
+    x, y = _data(torch.float64)
+    ref, model = _model(torch.float64), _model(torch.float64)
+    o_ref = AdaHessian(ref.parameters(), seed=0)
+    opt = AdaHessian(model.parameters(), seed=0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    _loss(ref, x, y).backward(create_graph=True)
+    o_ref.step()
+
+    scaler.scale(_loss(model, x, y)).backward(create_graph=True)
+    scaler.unscale_(opt)  # e.g. to clip the gradient
+    with pytest.raises(RuntimeError, match="hessian_scale=scaler.get_scale"):
+        scaler.step(opt)
+    opt2 = AdaHessian(model.parameters(), seed=0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    opt.zero_grad()
+    scaler.scale(_loss(model, x, y)).backward(create_graph=True)
+    scaler.unscale_(opt2)
+    scaler.step(opt2, hessian_scale=scaler.get_scale())
+    for a, b in zip(ref.parameters(), model.parameters()):
+        assert torch.allclose(a, b, rtol=1e-13, atol=1e-15)
+
+
+def test_autocast_bfloat16_forward():
+    x, y = _data(torch.float32)
+    model = _model(torch.float32)
+    opt = AdaHessian(model.parameters(), lr=0.05, seed=0)
+    before = [p.detach().clone() for p in model.parameters()]
+    for _ in range(3):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = _loss(model, x, y)
+        loss.backward(create_graph=opt.needs_hessian())
+        opt.step()
+        opt.zero_grad()
+    for p, b in zip(model.parameters(), before):
+        assert p.dtype == torch.float32 and torch.isfinite(p).all() and not torch.equal(p, b)
+        assert opt.state[p]["exp_hessian_diag_sq"].dtype == torch.float32
+        assert (opt.state[p]["exp_hessian_diag_sq"] > 0).any()
+
+
+def test_bfloat16_params_with_fp32_state_follow_fp32_run():
+    x, y = _data(torch.float32)
+    ref = _model(torch.float32)
+    half = copy.deepcopy(ref).to(torch.bfloat16)
+    start = [p.detach().clone() for p in half.parameters()]
+    # eps 0.05: with the default 1e-4, elements of near-zero curvature step by about lr * m / eps and that step
+    # hinges on bf16 rounding of H z (one element moved 0.58 in fp32 and 0.13 in bf16 here).
+    o_ref = AdaHessian(ref.parameters(), lr=0.01, eps=0.05, seed=0)
+    o_half = AdaHessian(half.parameters(), lr=0.01, eps=0.05, seed=0)
+    for _ in range(3):
+        _loss(ref, x, y).backward(create_graph=True)
+        o_ref.step()
+        o_ref.zero_grad()
+        _loss(half, x.bfloat16(), y).backward(create_graph=True)
+        o_half.step()
+        o_half.zero_grad()
+    for a, b, b0 in zip(ref.parameters(), half.parameters(), start):
+        assert b.dtype == torch.bfloat16 and o_half.state[b]["exp_avg"].dtype == torch.float32
+        # Same update up to bf16 rounding of the forward, the Hessian-vector product and the stored weights.
+        da, db = (a.detach() - b0.float()).reshape(-1), (b.detach().float() - b0.float()).reshape(-1)
+        assert torch.nn.functional.cosine_similarity(da, db, dim=0) > 0.95
