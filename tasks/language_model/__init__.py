@@ -1,7 +1,7 @@
 """Word-level language modelling: Penn Treebank with a 3-layer pre-norm transformer LM (the paper's Table 4).
 
 Metric: test perplexity of the best-validation model (``test_ppl`` selected by ``val_ppl``); every evaluation
-computes both. ``task.profiles.<trainer name>`` is merged into the task config (``trainer=smoke``: a tiny model).
+computes both. ``task.profiles.<trainer name>.model`` is merged into ``task.model`` (``trainer=smoke``: a tiny model).
 See docs/tasks_lm_dlrm.md.
 """
 
@@ -17,14 +17,15 @@ from .metric import LMEvaluator
 from .model import TransformerLM, lm_loss
 
 
-PROFILE_KEYS = ("bptt", "eval_batch_size", "model")
+PROFILE_KEYS = ("model",)
 
 
 def effective_task(cfg) -> DictConfig:
     """``cfg.task`` with ``task.profiles[<trainer name>]`` merged in (and ``profiles`` dropped).
 
-    A profile may set only what this package reads (:data:`PROFILE_KEYS`): the trainer reads ``task.schedule``,
-    ``task.epochs`` and ``task.batch_size`` from the composed config, so a profile could not change them.
+    A profile may set only the model (:data:`PROFILE_KEYS`): everything else stays overridable on the command line
+    as usual (and the trainer reads ``task.schedule``, ``task.epochs``, ``task.batch_size`` from the composed config,
+    so a profile could not change those anyway).
     """
     task = OmegaConf.to_container(cfg.task, resolve=True)
     profile = (task.pop("profiles", None) or {}).get(cfg.trainer.name) or {}
