@@ -250,6 +250,8 @@ def train_plan(cfg: dict[str, Any], data_dir: Path | str, save_dir: Path | str, 
         argv += ["--validate-interval-updates", str(interval), "--save-interval-updates", str(interval)]
     if max_update:
         argv += ["--max-update", str(max_update)]
+        if interval is None:  # a run stopped by max_steps mid-epoch still saves its final state for averaging
+            argv += ["--save-interval-updates", str(max_update)]
     if trainer.get("limit_val_batches"):
         argv += ["--max-valid-steps", str(int(trainer["limit_val_batches"]))]
     if task.get("early_stop_patience"):
@@ -283,6 +285,7 @@ def generate_argv(task: dict[str, Any], data_dir: Path | str, checkpoint: Path |
             # fairseq drops a trailing partial batch unless the multiple is 1
             "--required-batch-size-multiple", "1", "--remove-bpe", "--scoring", "bleu",
             "--log-format", "simple", "--no-progress-bar"]
+    argv += dict_args(g.get("args") or {})  # e.g. {max_len_b: 10} for smoke runs of untrained models
     if cpu:
         argv.append("--cpu")
     return argv
