@@ -8,7 +8,7 @@ and a checkpoint. See docs/tasks_lm_dlrm.md.
 
 from __future__ import annotations
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from engine.task_api import MetricSpec, TorchTask
 from engine.trainer import fit
@@ -17,19 +17,7 @@ from .data import ClickBatches, EvalBatches, load_prepared, synthetic_splits
 from .metric import evaluate
 from .model import DLRM, click_loss
 
-PROFILE_KEYS = ("eval_batch_size", "segments_per_pass", "model")
 SPARSE_CAPABLE = ("adagrad",)  # optimizers of the suite that take sparse embedding gradients
-
-
-def effective_task(cfg) -> DictConfig:
-    """``cfg.task`` with ``task.profiles[<trainer name>]`` merged in (and ``profiles`` dropped)."""
-    task = OmegaConf.to_container(cfg.task, resolve=True)
-    profile = (task.pop("profiles", None) or {}).get(cfg.trainer.name) or {}
-    unknown = sorted(set(profile) - set(PROFILE_KEYS))
-    if unknown:
-        raise ValueError(f"task.profiles.{cfg.trainer.name} sets {unknown}; a profile may set only "
-                         f"{', '.join(PROFILE_KEYS)} (override the others on the command line)")
-    return OmegaConf.merge(OmegaConf.create(task), OmegaConf.create(profile))
 
 
 def embedding_optimizer(optim_cfg) -> str:
@@ -57,7 +45,7 @@ def load_splits(cfg):
 
 
 def build_with_info(cfg) -> tuple[TorchTask, dict]:
-    task_cfg = effective_task(cfg)
+    task_cfg = cfg.task
     train, test, info = load_splits(cfg)
     m = task_cfg.model
     sparse = use_sparse_embeddings(m.sparse_embeddings, cfg.optim)

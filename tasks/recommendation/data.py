@@ -85,11 +85,16 @@ def _read_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[np.ndarray, np.n
     """(labels, raw integer features, categorical hex strings) per chunk of a raw file, empty fields -> 0."""
     import pandas as pd
 
+    with open(path, encoding="utf-8", errors="replace") as f:  # pandas would take extra leading fields as an index
+        n_fields = len(f.readline().rstrip("\r\n").split("\t"))
+    if n_fields != N_FIELDS:
+        raise ValueError(f"{path}: line 1 has {n_fields} tab-separated fields; the Criteo format has {N_FIELDS} "
+                         f"(label, 13 integer, 26 categorical)")
     names = ["label", *[f"I{i}" for i in range(1, N_DENSE + 1)], *[f"C{i}" for i in range(1, N_SPARSE + 1)]]
     dtypes = {**{n: "float64" for n in names[:1 + N_DENSE]}, **{n: str for n in names[1 + N_DENSE:]}}
     reader = pd.read_csv(path, sep="\t", header=None, names=names, dtype=dtypes, chunksize=chunk_rows,
                          keep_default_na=False, na_values={n: [""] for n in names[:1 + N_DENSE]},
-                         quoting=3, engine="c")
+                         quoting=3, engine="c", index_col=False)  # later bad lines: pandas' ParserError
     for chunk in reader:
         label = chunk["label"].fillna(0).to_numpy()
         raw = chunk[names[1:1 + N_DENSE]].fillna(0).to_numpy()
@@ -126,8 +131,6 @@ def prepare(input_path: str | Path, out_dir: str | Path, max_ind_range: int = -1
     start = 0
     for y, raw, cats in _read_chunks(input_path, chunk_rows):
         n = len(y)
-        if n and cats.shape[1] != N_SPARSE:
-            raise ValueError(f"{input_path}: expected {N_FIELDS} columns")
         label[start:start + n] = y
         dense[start:start + n] = dense_transform(raw)
         for j in range(N_SPARSE):
