@@ -44,14 +44,15 @@ def test_smoke_run_writes_complete_record(task, optim, tmp_path, smoke_overrides
 
 
 def test_synthetic_cifar_is_learnt_within_a_short_run(tmp_path, smoke_overrides):
-    cfg = compose_cfg(["task=cifar10_resnet20", "optim=sgd", *smoke_overrides, "trainer.epochs=3",
-                       "trainer.limit_train_batches=8", "trainer.batch_size=16", "trainer.limit_val_batches=4",
+    cfg = compose_cfg(["task=cifar10_resnet20", "optim=sgd", *smoke_overrides, "trainer.epochs=4",
+                       "trainer.limit_train_batches=10", "trainer.batch_size=16", "trainer.limit_val_batches=4",
                        "task.eval_batch_size=64"])
     launch(cfg)
     (rec,) = records(tmp_path)
     losses = [r["train_loss"] for r in rec["history"]]
     assert losses[-1] < 0.6 * losses[0]
-    assert rec["best_metric"] > 25.0  # chance is 10%
+    # chance is 10%; BatchNorm's running statistics need a few dozen steps before evaluation catches up
+    assert rec["best_metric"] > 30.0
 
 
 def test_huge_lr_is_recorded_as_diverged(tmp_path, smoke_overrides):

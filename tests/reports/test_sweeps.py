@@ -1,0 +1,221 @@
+"""Sweeps through the real launcher (run.py -m) at smoke scale, Table 8 timing, `make tables` and the notebooks,
+on one results set built once for the module (about 2 minutes on 2 CPU cores)."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+
+from records_factory import make_record
+from scripts import sweep as S
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "MPLBACKEND": "Agg"}
+
+pytestmark = pytest.mark.slow
+
+
+def fast(tmp: Path) -> list[str]:
+    return ["trainer.epochs=2", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "trainer.batch_size=8",
+            "task.eval_batch_size=32", "trainer.checkpoint=false", "trainer.progress=false", "logger.mode=disabled",
+            f"paths.work_dir={tmp / 'ck'}", f"hydra.sweep.dir={tmp / 'multirun'}"]
+
+
+def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=600)
+
+
+def records(res: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((res / "runs").glob("*/*/*.json"))]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """One smoke results set: an LR sweep, its re-run, a block sweep, an every-N sweep with a forced failure."""
+    tmp = tmp_path_factory.mktemp("smoke")
+    res = tmp / "results"
+    common = ["--task", "cifar10_resnet20", "--scale", "smoke", "--seeds", "0", "--results-dir", res]
+    out = {"res": res, "tmp": tmp}
+    out["lr"] = run_module("scripts.sweep", "lr", *common, "--values", "0.5,1", "--", *fast(tmp))
+    out["recs_lr"] = records(res)
+    out["table6_csv"] = (res / "tables" / "table6_lr_cifar10_resnet20_smoke_synthetic.csv").read_text()
+    out["n_after_lr"] = len(out["recs_lr"])
+    out["lr_again"] = run_module("scripts.sweep", "lr", *common, "--values", "0.5,1", "--", *fast(tmp))
+    out["n_after_rerun"] = len(records(res))
+    out["block"] = run_module("scripts.sweep", "block", *common, "--values", "1,4", "--", *fast(tmp))
+    # forced failure: N=1 gets a 1-class synthetic dataset, which the data code rejects at build time inside the
+    # run; N=2 and N=3 (2 and 3 classes) must still run after it.
+    out["every"] = run_module("scripts.sweep", "every", *common, "--values", "1,2,3", "--",
+                              *fast(tmp), "data.synthetic.num_classes=${optim.update_each}")
+    return out
+
+
+def test_lr_sweep_runs_as_a_multirun_and_writes_table6(smoke):
+    r = smoke["lr"]
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "run.py -m task=cifar10_resnet20 optim=adamw,adahessian optim.lr_scale=0.5,1" in r.stdout
+    recs = smoke["recs_lr"]
+    assert smoke["n_after_lr"] == 4  # 2 optimizers x 2 multipliers x 1 seed
+    got = sorted((d["optim"], d["hparams"]["lr_scale"], d["status"]) for d in recs)
+    assert [g[:2] for g in got] == [("adahessian", 0.5), ("adahessian", 1.0), ("adamw", 0.5), ("adamw", 1.0)]
+    assert all(d["status"] in ("completed", "diverged") and d["scale"] == "smoke" for d in recs)
+    tables = smoke["res"] / "tables"
+    md = (tables / "table6_lr_cifar10_resnet20_smoke_synthetic.md").read_text()
+    assert md.startswith("## SMOKE SCALE / synthetic data")
+    csv = pd.read_csv(io.StringIO(smoke["table6_csv"]))
+    by = {(r.optim, r.value): r for r in csv.itertuples()}
+    for d in recs:  # one seed: the table's mean is that run's best_metric
+        row = by[(d["optim"], d["hparams"]["lr_scale"])]
+        if d["status"] == "completed":
+            assert row.n == 1 and row.mean == pytest.approx(d["best_metric"])
+        else:
+            assert row.n_diverged == 1 and row.n == 0
+    assert (smoke["res"] / "figures" / "fig_lr_cifar10_resnet20_smoke_synthetic.png").stat().st_size > 10_000
+
+
+def test_rerun_skips_completed(smoke):
+    assert smoke["lr_again"].returncode == 0
+    completed = sum(d["status"] == "completed" for d in smoke["recs_lr"])
+    # a re-run creates records only for experiments without a completed one (diverged ones are re-tried)
+    assert smoke["n_after_rerun"] == smoke["n_after_lr"] + (4 - completed)
+    assert "skipping: completed record exists" in smoke["lr_again"].stdout + smoke["lr_again"].stderr
+
+
+def test_force_turns_skipping_off():
+    plain = S.plan(S.parse(["lr", "--task", "iwslt14"]))[0]
+    forced = S.plan(S.parse(["lr", "--task", "iwslt14", "--force"]))[0]
+    assert "skip_completed=true" in plain and "skip_completed=false" in forced
+
+
+def test_block_sweep_with_adamw_reference(smoke):
+    r = smoke["block"]
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "optim=adahessian optim.block_size=1,4" in r.stdout and "optim=adamw seed=0" in r.stdout
+    recs = records(smoke["res"])
+    assert any(d["optim"] == "adahessian" and d["hparams"].get("block_size") == 4 for d in recs)
+    md = pd.read_csv(smoke["res"] / "tables" / "table7_block_cifar10_resnet20_smoke_synthetic.csv")
+    ref = md[md["role"] == "reference"].iloc[0]
+    assert ref["optim"] == "adamw" and ref["n_total"] >= 1
+    assert set(md[md["role"] == "swept"]["value"]) == {1.0, 4.0}
+    assert "Every planned run has a record" in (smoke["res"] / "tables" /
+                                                 "table7_block_cifar10_resnet20_smoke_synthetic.md").read_text()
+    assert (smoke["res"] / "figures" / "fig_block_cifar10_resnet20_smoke_synthetic.png").exists()
+
+
+def test_forced_failure_does_not_stop_the_sweep(smoke):
+    r = smoke["every"]
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    recs = [d for d in records(smoke["res"]) if d["config"]["data"]["synthetic"]["num_classes"] in (1, 2, 3)
+            and d["hparams"].get("update_each") in (1, 2, 3)]
+    by_n = {d["hparams"]["update_each"]: d for d in recs}
+    assert by_n[1]["status"] == "failed" and "num_classes" in by_n[1]["error"]
+    assert by_n[2]["status"] == "completed" and by_n[3]["status"] == "completed"  # ran after the failure
+    md = (smoke["res"] / "tables" / "table8_every_cifar10_resnet20_smoke_synthetic.md").read_text()
+    cells = [c.strip() for c in [ln for ln in md.splitlines() if ln.startswith("| AdaHessian ")][0].split("|")[2:-1]]
+    # N=1 also holds the LR sweep's default AdaHessian runs (same hparams); its failed run is counted, not averaged
+    assert cells[0].endswith("[+1 failed]") and cells[1] == f"{by_n[2]['best_metric']:.2f} (n=1)"
+    assert "failed: cifar10_resnet20/adahessian update_each=1 seed 0" in md
+
+
+def test_speed_table8_side_by_side(smoke):
+    res = smoke["res"]
+    r = run_module("scripts.speed", "--task", "cifar10_resnet20", "--scale", "smoke", "--every", "1,2",
+                   "--steps", "2", "--warmup", "1", "--repeats", "2", "--memory-steps", "1", "--threads", "1",
+                   "--results-dir", res, "--", "trainer.batch_size=8")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    csvs = list((res / "tables").glob("table8_speed_cifar10_resnet20_smoke_synthetic_*.csv"))
+    assert len(csvs) == 1
+    df = pd.read_csv(csvs[0]).set_index("config")
+    assert list(df.index) == ["sgd", "adam", "adahessian_n1", "adahessian_n2"]
+    assert df.loc["sgd", "x_sgd"] == pytest.approx(1.0) and df.loc["adam", "x_adam"] == pytest.approx(1.0)
+    for c in df.index:  # ratios are of the measured per-step times
+        assert df.loc[c, "x_sgd"] == pytest.approx(df.loc[c, "step_s"] / df.loc["sgd", "step_s"])
+        assert df.loc[c, "x_adam"] == pytest.approx(df.loc[c, "step_s"] / df.loc["adam", "step_s"])
+        assert df.loc[c, "peak_mb"] > df.loc[c, "baseline_mb"] > 0
+    assert df.loc["adahessian_n1", "theory_x_sgd"] == pytest.approx(2.0)
+    assert df.loc["adahessian_n2", "theory_x_sgd"] == pytest.approx(1.5)
+    assert df.loc["adahessian_n1", "paper_x_sgd"] == pytest.approx(2.42)  # published Table 8, ResNet20
+    assert df.loc["adahessian_n2", "paper_x_adam"] == pytest.approx(1.64)
+    # a Hessian step costs more than a plain one: N=1 is slower per step than SGD
+    assert df.loc["adahessian_n1", "x_sgd"] > 1.0
+    assert df.loc["adahessian_n1", "hessian_step_s"] > 0 and pd.isna(df.loc["adahessian_n1", "plain_step_s"])
+    # the metric column comes from the every-N records: N=1 failed, N=2 completed
+    assert df.loc["adahessian_n1", "metric_n_failed"] == 1 and df.loc["adahessian_n2", "metric_n"] == 1
+    md = csvs[0].with_suffix(".md").read_text()
+    assert md.startswith("## SMOKE SCALE / synthetic data") and "measured on cpu" in md
+    assert list((res / "figures").glob("fig8_speed_cifar10_resnet20_smoke_synthetic_*.png"))
+
+
+def test_tables_and_notebooks_on_the_smoke_results(smoke):
+    res = smoke["res"]
+    r = run_module("scripts.tables", "--results-dir", res)
+    assert r.returncode == 0, r.stderr[-3000:]
+    md = (res / "tables" / "table2_vision_smoke_synthetic.md").read_text()
+    assert "SMOKE SCALE" in md.splitlines()[0] and "92.08 ± 0.08" in md  # published SGD ResNet20 beside ours
+    assert (res / "figures" / "curves_cifar10_resnet20_smoke_synthetic.png").exists()
+    figs = res / "nbfigs"
+    r = run_module("scripts.notebooks", "--results-dir", res, "--figures-dir", figs, "--out-dir", res / "nb")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    names = {p.name for p in figs.glob("*.png")}
+    assert "nb_curves_cifar10_resnet20_smoke_synthetic.png" in names
+    assert "nb_table6_lr_cifar10_resnet20_smoke_synthetic.png" in names
+    assert "nb_table7_block_cifar10_resnet20_smoke_synthetic.png" in names
+    assert any(n.startswith("nb_table8_speed_cifar10_resnet20") for n in names)
+    assert (res / "nb" / "training_and_tables.ipynb").exists() and (res / "nb" / "robustness_and_speed.ipynb").exists()
+
+
+# -- cheap checks, no training ----------------------------------------------------------------------------
+def _expand(cmd: list[str]) -> list[list[str]]:
+    """The jobs of a Hydra multirun command line: the cartesian product of its comma lists."""
+    over = [a for a in cmd[3:] if "=" in a]
+    choices = [[f"{a.split('=', 1)[0]}={v}" for v in a.split("=", 1)[1].split(",")] for a in over]
+    return [list(c) for c in itertools.product(*choices)]
+
+
+@pytest.mark.parametrize("kind,task", [("lr", "iwslt14"), ("block", "iwslt14"), ("lr", "cifar10_resnet20"),
+                                       ("block", "cifar10_resnet20"), ("every", "cifar10_resnet20")])
+def test_paper_grids_compose_as_hydra_multiruns(kind, task):
+    args = S.parse([kind, "--task", task, "--seeds", "0,1", "--scale", "paper", "--launcher", "submitit_slurm"])
+    cmds = S.plan(args)
+    jobs = [j for c in cmds for j in _expand(c)]
+    n_values = {"lr": 8, "block": 8, "every": 5}[kind]
+    n_optims = {"lr": 2, "block": 1, "every": 1}[kind]
+    n_ref = 1 if kind == "block" else 0
+    assert len(jobs) == 2 * (n_values * n_optims + n_ref)
+    jobs = [j for j in jobs if "seed=0" in j]  # composing both seeds would only repeat the same checks
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        for job in jobs:
+            cfg = compose("config", overrides=job)
+            param = S.KINDS[kind].param
+            if cfg.optim.name in args.optims:
+                assert float(cfg.optim[param]) in args.values
+        hcfg = compose("config", overrides=jobs[0], return_hydra_config=True)
+        assert "submitit" in hcfg.hydra.launcher._target_.lower()
+
+
+def test_missing_points_and_retry_commands(tmp_path):
+    res = tmp_path / "res"
+    args = S.parse(["lr", "--task", "cifar10_resnet20", "--seeds", "0,1", "--scale", "smoke", "--values", "1,2",
+                    "--optims", "adamw", "--results-dir", str(res), "--", "trainer.epochs=1", "seed=0,1"])
+    make_record(res, "cifar10_resnet20", "adamw", 0, 50.0, scale="smoke", data_source="synthetic")
+    make_record(res, "cifar10_resnet20", "adamw", 1, None, status="failed", scale="smoke", data_source="synthetic",
+                hparams={"lr_scale": 2.0})
+    from scripts.report.defaults import hydra_defaults
+
+    miss = S.missing_points(args, hydra_defaults())
+    # planned: adamw x {1, 2} x seeds {0, 1}; recorded: (1, seed 0) completed and (2, seed 1) failed
+    assert sorted(miss) == [("cifar10_resnet20", "adamw", 1.0, 1), ("cifar10_resnet20", "adamw", 2.0, 0)]
+    cmd = S.single_run_cmd(args, "cifar10_resnet20", "adamw", 2.0, 0)
+    assert cmd[1:] == ["run.py", "task=cifar10_resnet20", "optim=adamw", "seed=0", "trainer=smoke",
+                       "data.source=synthetic", f"paths.results_dir={res}", "skip_completed=true",
+                       "trainer.epochs=1", "optim.lr_scale=2"]
