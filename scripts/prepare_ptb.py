@@ -45,7 +45,8 @@ def check(root: Path) -> bool:
     for split, name in PTB_FILES.items():
         same = md5(root / name) == MD5[split]
         standard &= same and ids[split].numel() == TOKENS[split]
-        print(f"  {name}: {ids[split].numel():,} tokens ({'standard md5' if same else 'md5 differs from the standard file'})")
+        note = "standard md5" if same else "md5 differs from the standard file"
+        print(f"  {name}: {ids[split].numel():,} tokens ({note})")
     print(f"  vocabulary: {len(vocab):,} words (standard: {VOCAB:,})")
     print("PTB is the standard version" if standard else
           "warning: this is not the standard PTB (a subset or another version): results are not comparable")

@@ -210,7 +210,8 @@ class ClickBatches:
     def __init__(self, arrays: ClickArrays, batch_size: int, segments: int = 1, seed: int = 0, shuffle: bool = True):
         if batch_size < 1 or segments < 1:
             raise ValueError(f"batch_size and segments must be >= 1, got {batch_size}, {segments}")
-        self.arrays, self.batch_size, self.segments, self.seed, self.shuffle = arrays, batch_size, segments, seed, shuffle
+        self.arrays, self.batch_size, self.segments = arrays, batch_size, segments
+        self.seed, self.shuffle = seed, shuffle
         n_batches = math.ceil(len(arrays) / batch_size)
         if n_batches < segments:
             raise ValueError(f"{len(arrays)} training rows make {n_batches} batches of {batch_size}, fewer than "

@@ -1,4 +1,4 @@
-"""DLRM (Naumov et al. 2019) as configured by facebookresearch/dlrm for Criteo Kaggle (``bench/dlrm_s_criteo_kaggle.sh``).
+"""DLRM (Naumov et al. 2019) as facebookresearch/dlrm configures it for Criteo Kaggle (bench/dlrm_s_criteo_kaggle.sh).
 
 ``--arch-sparse-feature-size=16 --arch-mlp-bot=13-512-256-64-16 --arch-mlp-top=512-256-1``, dot interaction:
 
@@ -50,8 +50,9 @@ def dot_interaction(x: torch.Tensor, embeddings: Sequence[torch.Tensor]) -> torc
 class DLRM(nn.Module):
     """``forward(dense (B, 13) float, sparse (B, 26) long) -> click logits (B,)``."""
 
-    def __init__(self, counts: Sequence[int], embedding_dim: int = 16, bottom_mlp: Sequence[int] = (13, 512, 256, 64, 16),
-                 top_mlp: Sequence[int] = (512, 256, 1), sparse_embeddings: bool = True):
+    def __init__(self, counts: Sequence[int], embedding_dim: int = 16,
+                 bottom_mlp: Sequence[int] = (13, 512, 256, 64, 16), top_mlp: Sequence[int] = (512, 256, 1),
+                 sparse_embeddings: bool = True):
         super().__init__()
         bottom_mlp, top_mlp = list(bottom_mlp), list(top_mlp)
         if bottom_mlp[-1] != embedding_dim:

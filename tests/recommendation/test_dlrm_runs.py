@@ -115,3 +115,35 @@ def test_missing_prepared_data_stops_the_run_with_the_paths(tmp_path, smoke_over
                        f"data.root={tmp_path / 'nowhere'}"])
     with pytest.raises(FileNotFoundError, match="nowhere/meta.json"):
         launch(cfg)
+
+
+def test_interrupted_pass_resumes_at_the_next_segment_like_an_uninterrupted_run(tmp_path, smoke_overrides,
+                                                                                 monkeypatch):
+    # Segments of one shuffled pass are trainer epochs: a run resumed after segment 1 must see the same rows
+    # in segments 2 and 3 as a run that was never interrupted.
+    import engine.trainer
+
+    over = ["task=criteo_dlrm", "optim=adagrad", *smoke_overrides, *SMALL, "trainer.epochs=3"]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    launch(compose_cfg([*over, f"paths.results_dir={full}", f"paths.work_dir={full}/ck"]))
+    real_step, calls = engine.trainer.train_step, {"n": 0}
+
+    def interrupting_step(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:  # second step of segment 2, after segment 1's checkpoint
+            raise KeyboardInterrupt
+        return real_step(*a, **k)
+
+    monkeypatch.setattr(engine.trainer, "train_step", interrupting_step)
+    cut_over = [*over, f"paths.results_dir={cut}", f"paths.work_dir={cut}/ck"]
+    with pytest.raises(KeyboardInterrupt):
+        launch(compose_cfg(cut_over))
+    monkeypatch.setattr(engine.trainer, "train_step", real_step)
+    assert launch(compose_cfg([*cut_over, "resume=true"])) == "completed"
+    (a,) = [json.loads(open(p).read()) for p in glob.glob(str(full / "runs/*/*/*.json"))]
+    (b,) = [json.loads(open(p).read()) for p in glob.glob(str(cut / "runs/*/*/*.json"))]
+    strip = lambda h: [{k: v for k, v in r.items() if k != "time_s"} for r in h]  # noqa: E731
+    assert len(a["history"]) == 3 and strip(a["history"]) == strip(b["history"])
+    pa = torch.load(glob.glob(str(full / "ck/*/*/*/last.pt"))[0], weights_only=False)["model"]
+    pb = torch.load(glob.glob(str(cut / "ck/*/*/*/last.pt"))[0], weights_only=False)["model"]
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)
