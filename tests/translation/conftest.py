@@ -20,6 +20,7 @@ def _env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
     env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
     env["WANDB_MODE"] = "disabled"
+    env["OMP_NUM_THREADS"] = "1"  # tiny models: threads only contend with the other test processes
     return env
 
 

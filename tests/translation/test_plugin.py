@@ -104,3 +104,40 @@ def test_average_and_generate_give_a_bleu_line_the_record_parses(adamw_run, synt
     # our tokenized BLEU is fairseq's BLEU4 line, recomputed from the H-/T- lines
     assert abs(scores["bleu"] - gen.fairseq_bleu) < 0.01, (scores, gen.fairseq_bleu)
     assert 0.0 <= scores["sacrebleu"] <= 100.0 and scores["n_sentences"] == 32
+
+
+def test_two_workers_equal_one_process_with_update_freq_2(synthetic_bin, tmp_path, repo_root):
+    """legacy_ddp over two gloo CPU ranks: the plugin all-reduces H z with the gradients, so two workers with a
+    batch each take exactly the step of one process accumulating both batches (without the all-reduce of H z the
+    workers' estimates differ: max parameter difference 0.85 here)."""
+    import os
+    import socket
+    import subprocess
+
+    import torch
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    common = [sys.executable, "-m", "fairseq_cli.train", str(synthetic_bin), "--user-dir", str(PLUGIN_DIR),
+              "--task", "translation_suite", *TINY, "--optimizer", "adahessian", "--adahessian-betas", "(0.9, 0.98)",
+              "--block-size", "4", "--lr", "0.02", "--lr-scheduler", "fixed", "--criterion",
+              "label_smoothed_cross_entropy", "--label-smoothing", "0.1", "--batch-size", "16", "--max-update", "3",
+              "--cpu", "--seed", "1", "--num-workers", "0", "--no-epoch-checkpoints", "--disable-validation"]
+    env = {**os.environ, "PYTHONPATH": str(repo_root), "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",
+           "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(common + ["--update-freq", "2", "--save-dir", str(tmp_path / "one")], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)]
+    for rank in (0, 1):
+        procs.append(subprocess.Popen(
+            common + ["--save-dir", str(tmp_path / "two"), "--distributed-world-size", "2", "--distributed-rank",
+                      str(rank), "--distributed-init-method", f"tcp://127.0.0.1:{port}", "--distributed-no-spawn",
+                      "--distributed-backend", "gloo", "--ddp-backend", "legacy_ddp"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(e[-3000:] for e in errs)
+    one = torch.load(tmp_path / "one" / "checkpoint_last.pt", weights_only=False)
+    two = torch.load(tmp_path / "two" / "checkpoint_last.pt", weights_only=False)
+    assert one["optimizer_history"][-1]["num_updates"] == two["optimizer_history"][-1]["num_updates"] == 3
+    diffs = {k: (one["model"][k] - two["model"][k]).abs().max().item() for k in one["model"]}
+    assert max(diffs.values()) == 0.0, diffs
