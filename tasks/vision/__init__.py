@@ -29,6 +29,10 @@ def build_model(task_cfg) -> torch.nn.Module:
     raise ValueError(f"task.arch={task_cfg.arch!r} is not allowed; choose one of {', '.join(ARCHS)}")
 
 
+def fixed_order(n: int) -> list[int]:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(0)).tolist()
+
+
 def classification_loss(model: torch.nn.Module, batch) -> torch.Tensor:
     x, y = batch
     return F.cross_entropy(model(x), y)
@@ -42,7 +46,10 @@ def build(cfg) -> TorchTask:
     return TorchTask(
         model=build_model(cfg.task),
         train_loader=DataLoader(train_set, batch_size=tc.batch_size, shuffle=True, **loader_args),
-        val_loader=DataLoader(val_set, batch_size=cfg.task.eval_batch_size, shuffle=False, **loader_args),
+        # A fixed shuffled order: a capped evaluation (trainer.limit_val_batches) still covers every class,
+        # where image folders sorted by class would give only the first classes.
+        val_loader=DataLoader(val_set, batch_size=cfg.task.eval_batch_size, sampler=fixed_order(len(val_set)),
+                              **loader_args),
         loss=classification_loss,
         evaluate=evaluate,
         metric=MetricSpec(cfg.task.metric.name, cfg.task.metric.higher_is_better),
