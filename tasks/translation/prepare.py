@@ -160,24 +160,39 @@ def split_every(lines: Sequence[str], n: int) -> tuple[list[str], list[str]]:
     return rest, picked
 
 
-def learn_bpe(train_files: Sequence[Path | str], codes: Path | str, merges: int) -> None:
+def learn_bpe(train_files: Sequence[Path | str], codes: Path | str, merges: int, workers: int = 1) -> None:
     """``learn_bpe.py -s MERGES < cat(train_files) > codes`` (subword-nmt, its default min frequency 2)."""
-    import io
-
     from subword_nmt.learn_bpe import learn_bpe as _learn
 
-    text = "".join(Path(f).read_text(encoding="utf-8") for f in train_files)
-    with open(codes, "w", encoding="utf-8") as out:
-        _learn(io.StringIO(text), out, merges)
+    joined = Path(str(codes) + ".train")  # cat train.src train.tgt, as fairseq's script does
+    with open(joined, "w", encoding="utf-8") as out:
+        for f in train_files:
+            out.write(Path(f).read_text(encoding="utf-8"))
+    try:
+        with open(joined, encoding="utf-8") as inp, open(codes, "w", encoding="utf-8") as out:
+            _learn(inp, out, merges, num_workers=max(1, workers))
+    finally:
+        joined.unlink()
 
 
-def apply_bpe(lines: Iterable[str], codes: Path | str) -> list[str]:
-    """``apply_bpe.py -c codes`` (separator ``@@``)."""
+def _bpe_chunk(args: tuple[str, list[str]]) -> list[str]:
     from subword_nmt.apply_bpe import BPE
 
+    codes, lines = args
     with open(codes, encoding="utf-8") as f:
         bpe = BPE(f)
     return [bpe.process_line(line + "\n").rstrip("\n") for line in lines]
+
+
+def apply_bpe(lines: Sequence[str], codes: Path | str, workers: int = 1) -> list[str]:
+    """``apply_bpe.py -c codes`` (separator ``@@``)."""
+    lines = list(lines)
+    if workers <= 1 or len(lines) < 10_000:
+        return _bpe_chunk((str(codes), lines))
+    size = (len(lines) + workers * 4 - 1) // (workers * 4)
+    with Pool(workers) as pool:
+        parts = pool.map(_bpe_chunk, [(str(codes), lines[i:i + size]) for i in range(0, len(lines), size)])
+    return [x for part in parts for x in part]
 
 
 def binarize(text_dir: Path, dest: Path, src: str, tgt: str, *, workers: int = 1,
@@ -211,10 +226,10 @@ def prepare_iwslt14(orig: Path, out: Path, *, merges: int = 10_000, workers: int
         write_lines(tmp / f"test.{l}", lowercase(tokenize(test_raw, l, workers=workers)))
     codes = tokdir / "code"
     tokdir.mkdir(parents=True, exist_ok=True)
-    learn_bpe([tmp / f"train.{src}", tmp / f"train.{tgt}"], codes, merges)
+    learn_bpe([tmp / f"train.{src}", tmp / f"train.{tgt}"], codes, merges, workers)
     for l in (src, tgt):
         for split in ("train", "valid", "test"):
-            write_lines(tokdir / f"{split}.{l}", apply_bpe(read_lines(tmp / f"{split}.{l}"), codes))
+            write_lines(tokdir / f"{split}.{l}", apply_bpe(read_lines(tmp / f"{split}.{l}"), codes, workers))
     if do_binarize:
         binarize(tokdir, out / "data-bin", src, tgt, workers=workers)
     return out
@@ -249,8 +264,8 @@ def prepare_wmt14(orig: Path, out: Path, *, merges: int = 40_000, workers: int =
         write_lines(tmp / f"test.{l}", tokenize(test_raw, l, aggressive=True, workers=workers))
     codes = tokdir / "code"
     tokdir.mkdir(parents=True, exist_ok=True)
-    learn_bpe([tmp / f"train.{src}", tmp / f"train.{tgt}"], codes, merges)
-    bpe = {(split, l): apply_bpe(read_lines(tmp / f"{split}.{l}"), codes)
+    learn_bpe([tmp / f"train.{src}", tmp / f"train.{tgt}"], codes, merges, workers)
+    bpe = {(split, l): apply_bpe(read_lines(tmp / f"{split}.{l}"), codes, workers)
            for split in ("train", "valid", "test") for l in (src, tgt)}
     for split in ("train", "valid"):
         s, t = clean_corpus(bpe[(split, src)], bpe[(split, tgt)], ratio=1.5, min_len=1, max_len=250)
