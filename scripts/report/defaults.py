@@ -31,9 +31,9 @@ def _compose(conf_dir: str, task: str, optim: str, scale: str) -> tuple:
     overrides = [f"task={task}", f"optim={optim}"]
     if (Path(conf_dir) / "trainer" / f"{scale}.yaml").exists():
         overrides.append(f"trainer={scale}")
-    was_initialized = GlobalHydra.instance().is_initialized()
-    if was_initialized:  # e.g. inside a notebook that composed its own config: do not clobber it
-        raise RuntimeError("Hydra is already initialized")
+    # A caller that left Hydra initialized (a notebook's own compose) would make initialize_config_dir fail;
+    # compose with the suite's conf/ regardless.
+    GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     out = {
