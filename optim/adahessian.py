@@ -86,6 +86,15 @@ def _inverse(scale: Tensor | float) -> Tensor | float:
     return 1.0 / float(scale)
 
 
+def _mul_(tensors: Sequence[Tensor], factor: Tensor | float) -> None:
+    """In-place ``t *= factor`` with one foreach kernel per device (``factor`` may live on another device)."""
+    by_device: dict[torch.device, list[Tensor]] = {}
+    for t in tensors:
+        by_device.setdefault(t.device, []).append(t)
+    for device, ts in by_device.items():
+        torch._foreach_mul_(ts, factor.to(device) if isinstance(factor, Tensor) else factor)
+
+
 class AdaHessian(Optimizer):
     r"""AdaHessian: Adam with the squared gradient replaced by a spatially averaged Hutchinson estimate of the
     Hessian diagonal.
@@ -282,9 +291,7 @@ class AdaHessian(Optimizer):
             raise MissingGraphError(f"AdaHessian step {t} is a Hessian step but {source} carry no graph. {e}") \
                 from None
         if scale is not None:
-            inv = _inverse(scale)
-            for d in ds:
-                d.mul_(inv)
+            _mul_(ds, _inverse(scale))
         cs = [spatial.compress(d, g["block_size"], g["average_conv_kernel"]) for d, g in zip(ds, groups)]
         del ds
         if is_distributed(self._process_group):
@@ -325,8 +332,7 @@ class AdaHessian(Optimizer):
             if not params:
                 continue
             if inv is not None:
-                for g in grads:
-                    g.mul_(inv)
+                _mul_(grads, inv)
             foreach = group["foreach"]
             if foreach is None:
                 foreach = _default_to_fused_or_foreach(params, differentiable=False, use_fused=False)[1]

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .adahessian import AdaHessian, _inverse, _release_graph_
+from .adahessian import AdaHessian, _inverse, _mul_, _release_graph_
 
 __all__ = ["CombinedOptimizer"]
 
@@ -121,8 +121,8 @@ class CombinedOptimizer(Optimizer):
                 for g in opt.param_groups:
                     for p in g["params"]:
                         _release_graph_(p)
-                        if inv is not None and p.grad is not None:
-                            p.grad.mul_(inv)
+                if inv is not None:
+                    _mul_([p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None], inv)
             opt.step()
         return loss
 

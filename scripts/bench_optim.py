@@ -1,0 +1,279 @@
+#!/usr/bin/env python
+"""Step time and peak memory of AdaHessian against SGD, Adam and the AdaHessian of other packages.
+
+Every variant trains its own copy of the model (same initialization, same fixed batch; data loading is not
+measured) in ONE process on the current device. The variants run round-robin, one block of steps each per round
+(a block is one step, or N steps for "every N"), with the starting variant rotated every round, so that slow
+phases of a shared machine hit all of them alike. Reported per variant: the median over rounds of the time per
+step, and the median over rounds of its ratio to SGD's time in the same round.
+
+Peak memory is measured in a fresh subprocess per variant (one block of steps plus one step):
+- CUDA: ``torch.cuda.max_memory_allocated`` minus the memory allocated before the first step (the step's
+  working memory: activations, graphs, gradients, optimizer state);
+- CPU: growth of the process's peak resident set size (``ru_maxrss``) from just before the first step to the end.
+  That includes what the allocator keeps or fragments, so it is coarse (a few MB of noise) but it is what the
+  operating system sees; ``tracemalloc`` does not see torch's allocations at all.
+
+    python scripts/bench_optim.py --model all --steps 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import datetime as dt
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _bench_models import make  # noqa: E402
+
+from optim import AdaHessian, hessian_safe_attention  # noqa: E402
+
+DEFAULT_BATCH = {"resnet20": 64, "transformer": 16}
+VARIANTS = ["sgd", "adam", "adahessian", "adahessian_every2", "adahessian_every3", "adahessian_every4",
+            "adahessian_every5", "adahessian_quarter", "torch_optimizer", "pytorch_optimizer"]
+PEERS = ("torch_optimizer", "pytorch_optimizer")
+
+
+class Runner:
+    """One variant: a model copy, its optimizer and one training step."""
+
+    def __init__(self, variant: str, model_name: str, batch: int, device: torch.device) -> None:
+        self.name = variant
+        self.model, self.loss_fn = make(model_name, batch, device)
+        self.batch = batch
+        self.period = int(variant.rsplit("every", 1)[1]) if "every" in variant else 1
+        # All variants run attention through the math backend (fused kernels have no double backward).
+        self.attention = hessian_safe_attention if model_name == "transformer" else contextlib.nullcontext
+        params = list(self.model.parameters())
+        if variant == "sgd":
+            self.opt = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=5e-4)
+        elif variant == "adam":
+            self.opt = torch.optim.Adam(params, lr=1e-3, weight_decay=5e-4)
+        elif variant.startswith("adahessian"):
+            self.opt = AdaHessian(params, lr=0.15, update_each=self.period, weight_decay=5e-4 / 0.15, seed=0,
+                                  block_size=1 if model_name == "resnet20" else 4)
+        elif variant == "torch_optimizer":
+            import torch_optimizer
+
+            self.opt = torch_optimizer.Adahessian(params, lr=0.15, hessian_power=1.0, seed=0)
+        elif variant == "pytorch_optimizer":
+            import pytorch_optimizer
+
+            self.opt = pytorch_optimizer.AdaHessian(params, lr=0.15, update_period=1)
+        else:
+            raise ValueError(variant)
+        self.params = params
+
+    def step(self) -> None:
+        with self.attention():
+            if self.name == "adahessian_quarter":
+                hg = None
+                if self.opt.needs_hessian():
+                    # Hessian of the loss on a quarter of the batch; the update uses the full-batch gradient.
+                    sub = self.loss_fn(self.model, max(1, self.batch // 4))
+                    hg = torch.autograd.grad(sub, self.params, create_graph=True)
+                self.loss_fn(self.model, self.batch).backward()
+                self.opt.step(hessian_grads=hg)
+            else:
+                if self.name in ("sgd", "adam"):
+                    create_graph = False
+                elif self.name.startswith("adahessian"):
+                    create_graph = self.opt.needs_hessian()
+                else:
+                    create_graph = True  # the peers estimate on every step
+                self.loss_fn(self.model, self.batch).backward(create_graph=create_graph)
+                self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def available_variants() -> tuple[list[str], list[str]]:
+    ok, missing = [], []
+    for v in VARIANTS:
+        try:
+            if v == "torch_optimizer":
+                import torch_optimizer  # noqa: F401
+            elif v == "pytorch_optimizer":
+                import pytorch_optimizer  # noqa: F401
+            ok.append(v)
+        except ImportError:
+            missing.append(v)
+    return ok, missing
+
+
+def time_variants(model_name: str, variants: list[str], batch: int, device: torch.device, rounds: int,
+                  warmup: int) -> dict[str, dict[str, float]]:
+    runners = [Runner(v, model_name, batch, device) for v in variants]
+    times: dict[str, list[float]] = {r.name: [] for r in runners}
+    ratios: dict[str, list[float]] = {r.name: [] for r in runners}
+    for rnd in range(warmup + rounds):
+        k = rnd % len(runners)
+        this_round: dict[str, float] = {}
+        for r in runners[k:] + runners[:k]:
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(r.period):
+                r.step()
+            _sync(device)
+            this_round[r.name] = (time.perf_counter() - t0) / r.period
+        if rnd >= warmup:
+            for name, t in this_round.items():
+                times[name].append(t)
+                ratios[name].append(t / this_round["sgd"])
+        print(f"  {model_name} round {rnd + 1}/{warmup + rounds}" + (" (warm-up)" if rnd < warmup else ""),
+              file=sys.stderr, flush=True)
+    return {n: {"median_ms": 1e3 * statistics.median(times[n]), "ratio_to_sgd": statistics.median(ratios[n])}
+            for n in times}
+
+
+def child_memory(variant: str, model_name: str, batch: int, device: torch.device) -> dict[str, float]:
+    runner = Runner(variant, model_name, batch, device)
+    # One block (a Hessian step and, for "every N", the N - 1 plain ones) and one more step: the first step
+    # allocates the optimizer state, the second runs with it in place.
+    steps = runner.period + 1
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        for _ in range(steps):
+            runner.step()
+        _sync(device)
+        return {"peak_mb": (torch.cuda.max_memory_allocated(device) - base) / 2**20}
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(steps):
+        runner.step()
+    return {"peak_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024}
+
+
+def measure_memory(model_name: str, variants: list[str], batch: int, device: torch.device,
+                   threads: int | None) -> dict[str, float]:
+    out = {}
+    for v in variants:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--child-memory", v, "--model", model_name,
+               "--batch", str(batch), "--device", str(device)]
+        if threads:
+            cmd += ["--threads", str(threads)]
+        res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
+        if res.returncode != 0:
+            raise RuntimeError(f"memory child for {v} failed:\n{res.stderr[-2000:]}")
+        out[v] = json.loads(res.stdout.strip().splitlines()[-1])["peak_mb"]
+        print(f"  {model_name} memory {v}: {out[v]:.1f} MB", file=sys.stderr, flush=True)
+    return out
+
+
+def check_targets(res: dict[str, dict[str, float]]) -> list[tuple[str, str, bool]]:
+    """The issue's targets: (target, measured, met)."""
+    rows = []
+    r1 = res["adahessian"]["ratio_to_sgd"]
+    peers = {p: res[p] for p in PEERS if p in res}
+    if peers:
+        best = min(v["ratio_to_sgd"] for v in peers.values())
+        rows.append(("every step <= 1.03 x fastest peer",
+                     f"{r1:.2f}x SGD vs fastest peer {best:.2f}x ({r1 / best:.3f})", r1 <= 1.03 * best))
+    for n in range(2, 6):
+        key = f"adahessian_every{n}"
+        if key in res:
+            bound = 1 + (r1 - 1) / n + 0.05
+            rn = res[key]["ratio_to_sgd"]
+            rows.append((f"every {n} steps <= 1 + (r1 - 1)/{n} + 0.05", f"{rn:.2f}x (bound {bound:.2f}x)", rn <= bound))
+    if "adahessian_quarter" in res:
+        rq = res["adahessian_quarter"]["ratio_to_sgd"]
+        rows.append(("quarter-batch Hessian <= 2.0x SGD", f"{rq:.2f}x", rq <= 2.0))
+    mem = res["adahessian"].get("peak_mb")
+    if mem is not None and peers and all("peak_mb" in v for v in peers.values()):
+        lowest = min(v["peak_mb"] for v in peers.values())
+        rows.append(("peak memory <= every peer", f"{mem:.1f} MB vs lowest peer {lowest:.1f} MB", mem <= lowest))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", choices=["resnet20", "transformer", "all"], default="all")
+    ap.add_argument("--steps", type=int, default=20, help="timed rounds (each variant: one block of steps per round)")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
+    ap.add_argument("--batch", type=int, default=None, help="batch size (default: resnet20 64, transformer 16)")
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--no-memory", action="store_true", help="skip the per-variant memory subprocesses")
+    ap.add_argument("--out", default=None, help="output path without suffix (default: "
+                                                  "results/tables/bench_optim_<device>); writes .csv and .md")
+    ap.add_argument("--child-memory", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    models = ["resnet20", "transformer"] if args.model == "all" else [args.model]
+
+    if args.child_memory:
+        batch = args.batch or DEFAULT_BATCH[models[0]]
+        print(json.dumps(child_memory(args.child_memory, models[0], batch, device)))
+        return
+
+    variants, missing = available_variants()
+    if missing:
+        print(f"not installed, skipped: {', '.join(missing)}", file=sys.stderr)
+    command = "python " + " ".join([os.path.relpath(__file__, ROOT)] + sys.argv[1:])
+    rows = []
+    summary = [f"# Optimizer step benchmark ({device.type})", "",
+               f"- command: `{command}`",
+               f"- date: {dt.datetime.now().isoformat(timespec='seconds')}; torch {torch.__version__}; "
+               f"device {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}; "
+               f"{torch.get_num_threads()} intra-op threads; {os.cpu_count()} CPUs visible",
+               "- time: median over rounds of the per-step time; ratio: median over rounds of time / SGD's time "
+               "in the same round",
+               "- memory: " + ("CUDA max_memory_allocated over the steps minus the allocation before them"
+                               if device.type == "cuda" else
+                               "growth of peak RSS (ru_maxrss) during one block of steps + 1 in a fresh process "
+                               "(coarse, includes allocator slack)"), ""]
+    for model_name in models:
+        batch = args.batch or DEFAULT_BATCH[model_name]
+        print(f"{model_name}: batch {batch}, {args.steps} rounds on {device}", file=sys.stderr)
+        res = time_variants(model_name, variants, batch, device, args.steps, args.warmup)
+        if not args.no_memory:
+            for v, mb in measure_memory(model_name, variants, batch, device, args.threads).items():
+                res[v]["peak_mb"] = mb
+        summary += [f"## {model_name} (batch {batch})", "",
+                    "| optimizer | ms / step | x SGD | peak memory (MB) |", "|---|---:|---:|---:|"]
+        for v in variants:
+            r = res[v]
+            mem = f"{r['peak_mb']:.1f}" if "peak_mb" in r else "-"
+            summary.append(f"| {v} | {r['median_ms']:.1f} | {r['ratio_to_sgd']:.2f} | {mem} |")
+            rows.append({"model": model_name, "batch": batch, "device": device.type, "optimizer": v,
+                         "median_ms": round(r["median_ms"], 3), "ratio_to_sgd": round(r["ratio_to_sgd"], 4),
+                         "peak_mb": round(r["peak_mb"], 2) if "peak_mb" in r else ""})
+        summary += ["", "| target | measured | met |", "|---|---|---|"]
+        summary += [f"| {t} | {m} | {'yes' if ok else 'NO'} |" for t, m, ok in check_targets(res)]
+        summary.append("")
+
+    out = Path(args.out) if args.out else ROOT / "results" / "tables" / f"bench_optim_{device.type}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_suffix(".csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    out.with_suffix(".md").write_text("\n".join(summary))
+    print("\n".join(summary))
+    print(f"wrote {out.with_suffix('.csv')} and {out.with_suffix('.md')}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
