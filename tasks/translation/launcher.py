@@ -135,8 +135,9 @@ class TrainMonitor:
         tag, stats = parsed
         if tag == "loaded":
             self.resumed_at = stats["updates"]
-            # Rows logged after the checkpoint we resume from were never checkpointed: drop them.
-            self.rows = [r for r in self.rows if r.get("step", 0) <= stats["updates"]]
+            # Rows logged after the checkpoint we resume from were never checkpointed: drop them, and any test
+            # row of an earlier attempt (the averaged model is evaluated again at the end).
+            self.rows = [r for r in self.rows if (r.get("step") or 0) <= stats["updates"] and "eval" not in r]
             self.run.replace_history(self.rows)
             return
         if tag == "train_inner":

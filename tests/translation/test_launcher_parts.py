@@ -32,6 +32,7 @@ def test_monitor_turns_validations_into_rows_and_resume_drops_uncheckpointed_one
     assert [(r["epoch"], r["step"], r["val_loss"]) for r in h] == [(1, 4, 5.5), (2, 8, 4.5)]
     assert h[0]["train_loss"] == 6.5 and h[1]["train_loss"] == 5.0 and h[0]["lr"] == 0.01
     assert m.diverged is None and run.record.data["best_metric"] is None  # no BLEU yet
+    run.log_eval({"epoch": 2, "step": 8, "eval": "test", "bleu": 1.0})  # a test row of an earlier attempt
     m2 = TrainMonitor(run, SimpleNamespace(interval_updates=4))
     m2.on_line("x | INFO | fairseq.trainer | Loaded checkpoint /w/checkpoint_last.pt (epoch 1 @ 4 updates)")
     assert [r["step"] for r in run.record.data["history"]] == [4]
