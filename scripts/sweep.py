@@ -47,6 +47,12 @@ def fmt_num(v: float) -> str:
     return f"{float(v):g}"
 
 
+def fmt_override(kind: str, v: float) -> str:
+    """A swept value as run.py gets it: lr_scale as a float (1.0, like the config's default, so that the
+    experiment key of the 1x run equals the default run's), block size and N as integers."""
+    return repr(float(v)) if KINDS[kind].param == "lr_scale" else str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
 def common_overrides(args) -> list[str]:
     return [
         f"seed={','.join(str(s) for s in args.seeds)}",
@@ -66,7 +72,8 @@ def plan(args) -> list[list[str]]:
         return [[*base, f"task={','.join(args.tasks)}", f"optim={','.join(args.optims)}", *common_overrides(args)]]
     kind = KINDS[args.kind]
     cmds = [[*base, f"task={args.task}", f"optim={','.join(args.optims)}",
-             f"optim.{kind.param}={','.join(fmt_num(v) for v in args.values)}", *common_overrides(args)]]
+             f"optim.{kind.param}={','.join(fmt_override(args.kind, v) for v in args.values)}",
+             *common_overrides(args)]]
     if args.reference:
         cmds.append([*base, f"task={args.task}", f"optim={','.join(args.reference)}", *common_overrides(args)])
     return cmds
@@ -78,7 +85,7 @@ def single_run_cmd(args, task: str, optim: str, value, seed: int) -> list[str]:
             f"data.source={args.data_source}", f"paths.results_dir={args.results_dir}", "skip_completed=true",
             *[e for e in args.extra if "," not in e]]
     if value is not None and args.kind != "compare":
-        over.append(f"optim.{KINDS[args.kind].param}={fmt_num(value)}")
+        over.append(f"optim.{KINDS[args.kind].param}={fmt_override(args.kind, value)}")
     return [sys.executable, "run.py", *over]
 
 

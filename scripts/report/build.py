@@ -11,7 +11,7 @@ import pandas as pd
 
 from . import paper as P
 from .defaults import DefaultsFn, at_defaults
-from .records import profile_banner, profile_suffix, select
+from .records import STATUS_PRIORITY, profile_banner, profile_suffix, select
 from .render import DASH, DELTA, Table, finite, fmt_diff, fmt_mean_std, fmt_ours
 from .stats import sig_mark, summarize, welch
 
@@ -42,6 +42,25 @@ def _failed_notes(runs: pd.DataFrame, param: str | None = None) -> list[str]:
     return notes
 
 
+def one_per_seed(sel: pd.DataFrame, cell: list[str]) -> tuple[pd.DataFrame, int]:
+    """At most one run per seed in a table cell. Records of different experiments (keys) can land in one cell
+    (e.g. an lr_scale given as 1 and as 1.0, or the same hyperparameters with another data setting); a seed must
+    still count once: the completed one wins, then diverged, running, failed, interrupted; latest first.
+    Returns the runs kept and how many were left out."""
+    if sel.empty:
+        return sel, 0
+    prio = {s: i for i, s in enumerate(STATUS_PRIORITY)}
+    ordered = sel.assign(_p=sel["status"].map(prio).fillna(len(prio)))
+    ordered = ordered.sort_values(["_p", "started_at", "mtime"], ascending=[True, False, False], na_position="last")
+    kept = ordered.drop_duplicates([*cell, "seed"], keep="first").drop(columns="_p")
+    return kept.sort_index(), len(sel) - len(kept)
+
+
+def _dup_note(n: int) -> list[str]:
+    return [f"{n} more record(s) of a seed already counted in the same cell were left out (same hyperparameters, "
+            "another experiment key: e.g. a value given as 1 and as 1.0, or another data/trainer setting)."] if n else []
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Tables 2, 3, 4 and the DLRM figure
 # ----------------------------------------------------------------------------------------------------------
@@ -56,7 +75,7 @@ def comparison_table(runs: pd.DataFrame, table: str, *, scale: str, data_source:
     pub = P.published_results(paper_dir)
     pub = pub[pub["table"] == table]
     sel = runs[(runs["scale"] == scale) & (runs["data_source"] == data_source) & runs["task"].isin(tasks)]
-    sel = at_defaults(sel, defaults)
+    sel, n_dup = one_per_seed(at_defaults(sel, defaults), ["task", "optim"])
     summ = summarize(sel, ["task", "optim"])
 
     optims = sorted(set(pub["optim"]) | set(summ["optim"]), key=P.optim_sort_key)
@@ -133,7 +152,7 @@ def comparison_table(runs: pd.DataFrame, table: str, *, scale: str, data_source:
     ]
     if missing:
         head.append("Missing runs (no record): " + "; ".join(missing) + ".")
-    notes = head + notes + _failed_notes(sel)
+    notes = head + notes + _dup_note(n_dup) + _failed_notes(sel)
     return Table(name + profile_suffix(scale, data_source), _title(base_title, scale, data_source), data, md, tex, notes)
 
 
@@ -196,7 +215,10 @@ def sweep_selection(runs: pd.DataFrame, kind: SweepKind, *, task: str, scale: st
     swept = swept.assign(value=swept[kind.param].astype(float), role="swept")
     ref = at_defaults(base[base["optim"].isin(reference) & ~base["optim"].isin(optims)], defaults)
     ref = ref.assign(value=np.nan, role="reference")
-    return pd.concat([swept, ref], ignore_index=True)
+    both = pd.concat([swept, ref], ignore_index=True)
+    kept, n_dup = one_per_seed(both, ["optim", "role", "value"])
+    kept.attrs["n_duplicates"] = n_dup
+    return kept
 
 
 def expected_missing(sel: pd.DataFrame, kind: SweepKind, *, optims, values, reference, seeds) -> list[tuple]:
@@ -294,7 +316,7 @@ def sweep_table(runs: pd.DataFrame, kind: str | SweepKind, *, task: str, scale: 
                 f"{P.optim_label(o)} {kind.fmt_value(v) if v is not None else 'ref.'} seed {s}" for o, v, s in miss) + ".")
         else:
             notes.append(f"Every planned run has a record (seeds {', '.join(map(str, seeds))}).")
-    notes += _failed_notes(sel, kind.param)
+    notes += _dup_note(sel.attrs.get("n_duplicates", 0)) + _failed_notes(sel, kind.param)
     name = f"table{kind.table}_{kind.kind}_{task}{profile_suffix(scale, data_source)}"
     title = _title(f"{kind.title}, {info['label']}", scale, data_source)
     return Table(name, title, data, disp["md"], disp["tex"], notes), data

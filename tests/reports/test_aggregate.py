@@ -219,3 +219,17 @@ def test_hydra_defaults_come_from_conf():
     assert d["lr_scale"] == 1.0 and d["block_size"] == 1 and d["update_each"] == 1
     assert d["hessian_batch_fraction"] == 1.0
     assert hydra_defaults()("cifar10_resnet20", "sgd", "smoke")["block_size"] is None
+
+
+def test_a_seed_counts_once_per_cell(tmp_path):
+    # seed 0 run twice under different experiment keys (lr_scale given as 1 and as 1.0): the later completed run
+    # is the one counted. SGD cell: seed 0 -> 91.0 (later), seed 1 -> 93.0: mean 92.0, std 1.414214, n = 2.
+    make_record(tmp_path, "cifar10_resnet20", "sgd", 0, 50.0, key="a")
+    make_record(tmp_path, "cifar10_resnet20", "sgd", 0, 91.0, key="b")
+    make_record(tmp_path, "cifar10_resnet20", "sgd", 1, 93.0, key="c")
+    make_record(tmp_path, "cifar10_resnet20", "sgd", 1, None, status="failed", key="d")  # completed seed 1 wins
+    t = comparison_table(load_runs(tmp_path), "2", scale="paper", data_source="real", defaults=AH_DEFAULTS)
+    row = t.data.set_index(["task", "optim"]).loc[("cifar10_resnet20", "sgd")]
+    assert row["n"] == 2 and row["n_total"] == 2 and row["n_failed"] == 0
+    assert row["mean"] == pytest.approx(92.0) and row["std"] == pytest.approx(1.414214, abs=1e-6)
+    assert any(n.startswith("2 more record(s) of a seed already counted") for n in t.notes)
