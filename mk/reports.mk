@@ -54,6 +54,8 @@ demo: ## smoke-scale version of every table and figure (CPU, synthetic data, 2 s
 	$(RPY) -m scripts.sweep compare --tasks cifar10_resnet20,cifar10_resnet32 $(_DEMO) -- $(DEMO_VISION)
 	$(RPY) -m scripts.sweep compare --tasks imagenet_resnet18 $(_DEMO) -- $(DEMO_VISION) data.synthetic.image_size=64
 	$(if $(DEMO_TRANSLATION),$(RPY) -m scripts.sweep compare --tasks $(DEMO_TRANSLATION) $(_DEMO) -- $(DEMO_RUN))
+	$(RPY) -m scripts.sweep compare --table 4 $(_DEMO) -- $(DEMO_RUN)
+	$(RPY) -m scripts.sweep compare --table fig6 $(_DEMO) -- $(DEMO_RUN)
 	$(RPY) -m scripts.sweep lr --task $(DEMO_TASK) $(_DEMO) -- $(DEMO_VISION)
 	$(RPY) -m scripts.sweep block --task $(DEMO_TASK) $(_DEMO) -- $(DEMO_VISION)
 	$(RPY) -m scripts.sweep every --task $(DEMO_TASK) $(_DEMO) -- $(DEMO_VISION)
