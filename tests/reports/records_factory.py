@@ -9,7 +9,7 @@ from engine.record import RunRecord
 METRICS = {
     "cifar10_resnet20": ("top1_acc", True), "cifar10_resnet32": ("top1_acc", True),
     "imagenet_resnet18": ("top1_acc", True), "iwslt14": ("bleu", True), "wmt14": ("bleu", True),
-    "ptb": ("test_ppl", False), "criteo_dlrm": ("test_acc", True),
+    "ptb_transformer": ("test_ppl", False), "criteo_dlrm": ("test_acc", True),
 }
 
 

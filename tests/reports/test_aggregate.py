@@ -134,11 +134,11 @@ def test_lower_is_better_picks_the_lowest_baseline(tmp_path):
     # PTB perplexity: SGD 60, 61, 62 (mean 61); AdamW 55, 56, 54 (mean 55) is the best baseline (lower);
     # AdaHessian 50, 51, 52 (mean 51, std 1): diff to paper 51.5 = -0.5
     for s in range(3):
-        make_record(tmp_path, "ptb", "sgd", s, 60.0 + s)
-        make_record(tmp_path, "ptb", "adamw", s, [55.0, 56.0, 54.0][s])
-        make_record(tmp_path, "ptb", "adahessian", s, 50.0 + s)
+        make_record(tmp_path, "ptb_transformer", "sgd", s, 60.0 + s)
+        make_record(tmp_path, "ptb_transformer", "adamw", s, [55.0, 56.0, 54.0][s])
+        make_record(tmp_path, "ptb_transformer", "adahessian", s, 50.0 + s)
     t = comparison_table(load_runs(tmp_path), "4", scale="paper", data_source="real", defaults=AH_DEFAULTS)
-    row = t.data.set_index(["task", "optim"]).loc[("ptb", "adahessian")]
+    row = t.data.set_index(["task", "optim"]).loc[("ptb_transformer", "adahessian")]
     assert row["baseline"] == "adamw" and row["diff"] == pytest.approx(-0.5)
     assert row["significant"]
     md = t.md.set_index("Optimizer")
