@@ -71,8 +71,11 @@ def validate(cfg: DictConfig) -> None:
     frac = cfg.trainer.get("hessian_batch_fraction", 1.0)
     if not 0.0 < frac <= 1.0:
         raise ConfigError(f"trainer.hessian_batch_fraction={frac!r} is not allowed; it must be in (0, 1]")
-    try:  # the optimizer validates its own arguments; try them on a dummy parameter
-        instantiate(cfg.optim)([torch.nn.Parameter(torch.zeros(2, 2))])
+    try:  # the optimizer validates its own arguments; try them on dummy parameters (one per named set)
+        dummy = lambda: [torch.nn.Parameter(torch.zeros(2, 2))]  # noqa: E731
+        sets = cfg.optim.get("per_set") or {}
+        params = {**{name: dummy() for name in sets}, "_others": dummy()} if sets else dummy()
+        instantiate(cfg.optim)(params)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"optim={cfg.optim.name}: {e}") from None
 
