@@ -221,8 +221,13 @@ def fit(cfg: DictConfig, run: Run, task: TorchTask) -> None:
     limit = tc.limit_train_batches
     steps_per_epoch = min(len(train_loader), limit) if limit else len(train_loader)
     total_steps = tc.max_steps or steps_per_epoch * tc.epochs
-    schedule = Schedule(OmegaConf.to_container(cfg.task.schedule), optimizer, total_steps,
-                        task.metric.higher_is_better)
+    # Plateau schedules follow the model-selection score: the validation metric when the task reports a
+    # test metric selected by validation (PTB), else the metric itself.
+    spec = cfg.task.metric
+    select_key = spec.get("select_by") or spec.name
+    select_higher = spec.get("select_higher_is_better", spec.higher_is_better) if spec.get("select_by") \
+        else spec.higher_is_better
+    schedule = Schedule(OmegaConf.to_container(cfg.task.schedule), optimizer, total_steps, select_higher)
     scaler = torch.amp.GradScaler(device.type) if tc.precision == "fp16" else None
     metric = task.metric.name
     last_metric = "-"  # the latest evaluation, shown on the progress bar
@@ -299,7 +304,7 @@ def fit(cfg: DictConfig, run: Run, task: TorchTask) -> None:
                        f"  {metric} {scores[metric]:.2f}  best {run.record.data['best_metric']:.2f}")
         if not all(math.isfinite(v) for v in scores.values()):
             raise Diverged(f"non-finite evaluation {scores} after epoch {epoch + 1}")
-        schedule.after_epoch(scores[metric])
+        schedule.after_epoch(scores[select_key])
         if tc.checkpoint and env.is_main:
             _atomic_torch_save({
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
