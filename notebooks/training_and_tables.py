@@ -38,6 +38,7 @@ from IPython.display import Markdown, display  # noqa: E402
 
 from scripts.report import paper as P  # noqa: E402
 from scripts.report.defaults import at_defaults, hydra_defaults  # noqa: E402
+from scripts.report.figures import curve_column  # noqa: E402
 from scripts.report.records import load_history, load_runs, profile_banner, profile_suffix, profiles  # noqa: E402
 
 RESULTS_DIR = Path(os.environ.get("RESULTS_DIR", ROOT / "results"))
@@ -69,9 +70,12 @@ if len(runs):
     hist = load_history(RESULTS_DIR, base)
     for scale, source in profiles(base):
         banner = profile_banner(scale, source)
-        sel = hist[(hist["scale"] == scale) & (hist["data_source"] == source) & hist["metric"].notna()]
+        sel = hist[(hist["scale"] == scale) & (hist["data_source"] == source)]
         for task in sorted(sel["task"].unique()):
             h = sel[sel["task"] == task]
+            # the metric when evaluated every epoch, else the validation loss (translation: BLEU once at the end)
+            col, ylabel = curve_column(h)
+            h = h[h[col].notna()].assign(metric=lambda d: d[col].astype(float))
             x = "epoch" if "epoch" in h and h["epoch"].notna().any() else "eval_index"
             fig, ax = plt.subplots(figsize=(6, 4))
             for optim in sorted(h["optim"].unique(), key=P.optim_sort_key):
@@ -79,10 +83,10 @@ if len(runs):
                 ax.plot(g[x], g["mean"], marker="o", label=P.optim_label(optim))
                 ax.fill_between(g[x], g["mean"] - g["std"].fillna(0), g["mean"] + g["std"].fillna(0), alpha=0.2)
             info = P.task_info(task)
-            title = f"{info['label']}: {info['metric'] or 'metric'} per epoch"
+            title = f"{info['label']}: {ylabel} per epoch"
             ax.set_title((banner + ":\n" if banner else "") + title, fontsize=9)
             ax.set_xlabel(x)
-            ax.set_ylabel(info["metric"] or "metric")
+            ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
             fig.tight_layout()

@@ -34,13 +34,30 @@ def _wrap(title: str, width: int = 70) -> str:
     return "\n".join(textwrap.wrap(title, width))
 
 
+def curve_column(h: pd.DataFrame) -> tuple[str, str]:
+    """The column to draw over training: the metric when runs evaluate it more than once, else the validation loss
+    (translation computes BLEU once, on the averaged checkpoint)."""
+    per_run = h[h["metric"].notna()].groupby("run_id").size() if "metric" in h else pd.Series(dtype=int)
+    if len(per_run) and per_run.max() > 1:
+        return "metric", h["metric_name"].dropna().iloc[0]
+    if "val_loss" in h and h[h["val_loss"].notna()].groupby("run_id").size().max() > 1:
+        name = h["metric_name"].dropna().iloc[0] if h["metric_name"].notna().any() else "metric"
+        return "val_loss", f"val_loss ({name} is evaluated once, at the end)"
+    return "metric", h["metric_name"].dropna().iloc[0] if h["metric_name"].notna().any() else "metric"
+
+
 def plot_curves(history: pd.DataFrame, task: str, title: str, path, x: str = "epoch", ylabel: str | None = None,
                 published: pd.DataFrame | None = None) -> Path:
     """The evaluation metric over training, mean ± std band over seeds, one line per optimizer; dashed lines for
     the published final values when given (columns optim, mean)."""
-    h = history[(history["task"] == task) & history["metric"].notna()].copy()
+    h = history[history["task"] == task].copy()
+    y, ylab = curve_column(h)
+    h = h[h[y].notna()].assign(metric=lambda d: d[y].astype(float))
     if x not in h.columns or h[x].isna().all():
         x = "eval_index"
+    if y != "metric":
+        published = None  # the published values are of the final metric, not of this curve
+        ylabel = ylab
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for optim in sorted(h["optim"].unique(), key=P.optim_sort_key):
         g = h[h["optim"] == optim].groupby(x)["metric"].agg(["mean", "std", "count"]).reset_index()

@@ -9,7 +9,7 @@ import pandas as pd
 from . import paper as P
 from .build import comparison_table
 from .defaults import DefaultsFn, at_defaults
-from .figures import plot_curves
+from .figures import curve_column, plot_curves
 from .records import load_history, load_runs, profile_banner, profile_suffix, profiles
 
 
@@ -45,8 +45,9 @@ def write_comparison(results_dir, tables_dir, figures_dir, defaults: DefaultsFn,
             pub = P.published_results(paper_dir)
             pub = pub[pub["task"] == task]
             is_dlrm = str(info["table"]) == "fig6"
+            _, ylab = curve_column(hist[hist["task"] == task])
             base = (f"Figure 6: {info['label']}, test accuracy during training" if is_dlrm
-                    else f"{info['label']}: {info['metric'] or 'metric'} during training, mean ± std over seeds")
+                    else f"{info['label']}: {ylab} during training, mean ± std over seeds")
             title = f"{banner}: {base}" if banner else base
             name = ("fig6_dlrm" if is_dlrm else f"curves_{task}") + profile_suffix(sc, ds) + ".png"
             written.append(plot_curves(hist, task, title, Path(figures_dir) / name, published=pub))
