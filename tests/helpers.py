@@ -22,8 +22,8 @@ def compose_cfg(overrides: list[str]):
 
 
 
-def read_wandb_file(path) -> tuple[list[dict], dict]:
-    """History rows and final summary from an offline ``.wandb`` file, read independently of wandb's writer.
+def read_wandb_file(path) -> tuple[list[dict], dict, int | None]:
+    """History rows, final summary and exit code from an offline ``.wandb`` file, read independently of wandb.
 
     The file is a LevelDB-style log (7-byte ":W&B" header, 32 KiB blocks, records with a 7-byte
     crc/length/type header, FULL/FIRST/MIDDLE/LAST chunks) of wandb_internal_pb2.Record protobufs.
@@ -48,7 +48,7 @@ def read_wandb_file(path) -> tuple[list[dict], dict]:
         if kind in (1, 4):  # FULL or LAST completes a record
             payloads.append(chunks)
             chunks = b""
-    history, summary = [], {}
+    history, summary, exit_code = [], {}, None
     for payload in payloads:
         rec = pb.Record()
         rec.ParseFromString(payload)
@@ -57,4 +57,18 @@ def read_wandb_file(path) -> tuple[list[dict], dict]:
             history.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in rec.history.item})
         elif kind == "summary":
             summary.update({u.key or "/".join(u.nested_key): json.loads(u.value_json) for u in rec.summary.update})
-    return history, summary
+        elif kind == "exit":
+            exit_code = rec.exit.exit_code
+    return history, summary, exit_code
+
+
+def read_finished_wandb_file(path, timeout: float = 30.0) -> tuple[list[dict], dict, int | None]:
+    """Like read_wandb_file, once the run's exit record is on disk (wandb's writer flushes asynchronously)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        history, summary, exit_code = read_wandb_file(path)
+        if exit_code is not None or time.monotonic() > deadline:
+            return history, summary, exit_code
+        time.sleep(0.2)

@@ -1,7 +1,9 @@
 """tests/optim configuration.
 
 - Makes the shared test library (adahessian_testlib.py, beside this file) importable: the suite runs pytest with
-  --import-mode=importlib and only tests/ on the path.
+  --import-mode=importlib and only tests/ on the path. Puts the repository root first on the path too: a plain
+  ``pytest`` (unlike ``python -m pytest``) does not, and an editable install made while optim/ had no __init__.py
+  maps ``optim`` to an empty namespace package.
 - Silences torch's once-per-process warning about backward(create_graph=True) making a param <-> grad cycle:
   AdaHessian breaks that cycle in step() (test_memory.py checks it).
 - Runs each test here with one intra-op thread (restored afterwards).
@@ -14,8 +16,10 @@ import pytest
 import torch
 
 _HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
+_ROOT = str(Path(__file__).resolve().parents[2])
+for _path in (_ROOT, _HERE):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -8,7 +8,7 @@ import torch
 
 import engine.trainer
 from engine.launch import launch
-from helpers import compose_cfg, read_wandb_file
+from helpers import compose_cfg, read_finished_wandb_file
 from vision_files import CLASSES, write_cifar_python, write_image_folder
 
 VISION = ["cifar10_resnet20", "cifar10_resnet32", "imagenet_resnet18"]
@@ -129,7 +129,33 @@ def test_wandb_offline_writes_run_directory_with_metrics(tmp_path, smoke_overrid
     (rec,) = records(tmp_path)
     (run_dir,) = glob.glob(str(wandb_dir / "wandb" / f"offline-run-*-{rec['run_id']}"))
     (log_file,) = glob.glob(f"{run_dir}/*.wandb")  # the event log `wandb sync` uploads
-    history, summary = read_wandb_file(log_file)
+    history, summary, exit_code = read_finished_wandb_file(log_file)
+    assert exit_code == 0
     assert summary["status"] == "completed" and summary["best_metric"] == rec["best_metric"]
-    assert [h["train/loss"] for h in history if "train/loss" in h][:1] and len(history) >= 4
+    assert [h["_step"] for h in history] == [1, 2] and all("train/loss" in h for h in history)
     assert [h["eval/top1_acc"] for h in history if "eval/top1_acc" in h] == [rec["history"][-1]["top1_acc"]]
+
+
+def test_failed_run_is_recorded_and_its_wandb_run_finished(tmp_path, smoke_overrides, monkeypatch):
+    def broken_step(*a, **k):
+        raise RuntimeError("simulated CUDA error")
+
+    monkeypatch.setattr(engine.trainer, "train_step", broken_step)
+    wandb_dir = tmp_path / "wb"
+    cfg = compose_cfg(["task=cifar10_resnet20", "optim=sgd", *smoke_overrides, "logger.mode=offline",
+                       f"logger.save_dir={wandb_dir}"])
+    with pytest.raises(RuntimeError, match="simulated CUDA error"):
+        launch(cfg)
+    (rec,) = records(tmp_path)
+    assert rec["status"] == "failed" and "simulated CUDA error" in rec["error"] and rec["finished_at"]
+    (log_file,) = glob.glob(str(wandb_dir / "wandb" / f"offline-run-*-{rec['run_id']}" / "*.wandb"))
+    _, summary, exit_code = read_finished_wandb_file(log_file)
+    assert summary["status"] == "failed" and exit_code == 1
+
+
+def test_multirun_job_failure_is_recorded_without_raising(tmp_path, smoke_overrides, monkeypatch):
+    monkeypatch.setattr(engine.trainer, "train_step", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("x")))
+    cfg = compose_cfg(["task=cifar10_resnet20", "optim=sgd", *smoke_overrides])
+    assert launch(cfg, multirun=True) == "failed"  # the sweep goes on
+    (rec,) = records(tmp_path)
+    assert rec["status"] == "failed"
