@@ -4,13 +4,15 @@
 Every variant trains its own copy of the model (same initialization, same fixed batch; data loading is not
 measured) in ONE process on the current device. The variants run round-robin, one block of steps each per round
 (a block is one step, or N steps for "every N"), with the starting variant rotated every round, so that slow
-phases of a shared machine hit all of them alike. Reported per variant: the median over rounds of the time per
-step, and the median over rounds of its ratio to SGD's time in the same round.
+phases of a shared machine hit all of them alike; each block is paired with one SGD step run just before it.
+Reported per variant: the median over rounds of the time per step, and the median over rounds of its ratio to
+the paired SGD step.
 
-Peak memory is measured in a fresh subprocess per variant (one block of steps plus one step):
+Peak memory is measured in fresh subprocesses per variant (one block of steps plus one step; median of 3):
 - CUDA: ``torch.cuda.max_memory_allocated`` minus the memory allocated before the first step (the step's
   working memory: activations, graphs, gradients, optimizer state);
-- CPU: growth of the process's peak resident set size (``ru_maxrss``) from just before the first step to the end.
+- CPU: the process's peak resident set size during the steps (``VmHWM`` after resetting the mark through
+  ``/proc/self/clear_refs``; ``ru_maxrss`` growth where that is not possible) minus its RSS just before them.
   That includes what the allocator keeps or fragments, so it is coarse (a few MB of noise) but it is what the
   operating system sees; ``tracemalloc`` does not see torch's allocations at all.
 
@@ -59,21 +61,24 @@ class Runner:
         # All variants run attention through the math backend (fused kernels have no double backward).
         self.attention = hessian_safe_attention if model_name == "transformer" else contextlib.nullcontext
         params = list(self.model.parameters())
+        # Small learning rates keep every variant near the initialization for the whole benchmark: the cost of
+        # a step depends on the values once a run diverges (AdaHessian every 5 steps at lr 0.15 sent the LM's loss
+        # to 1e5 within 6 steps, and its steps got 20% slower), and this measures cost, not convergence.
         if variant == "sgd":
-            self.opt = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=5e-4)
+            self.opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9, weight_decay=5e-4)
         elif variant == "adam":
-            self.opt = torch.optim.Adam(params, lr=1e-3, weight_decay=5e-4)
+            self.opt = torch.optim.Adam(params, lr=1e-4, weight_decay=5e-4)
         elif variant.startswith("adahessian"):
-            self.opt = AdaHessian(params, lr=0.15, update_each=self.period, weight_decay=5e-4 / 0.15, seed=0,
+            self.opt = AdaHessian(params, lr=1e-3, update_each=self.period, weight_decay=5e-4 / 0.15, seed=0,
                                   block_size=1 if model_name == "resnet20" else 4)
         elif variant == "torch_optimizer":
             import torch_optimizer
 
-            self.opt = torch_optimizer.Adahessian(params, lr=0.15, hessian_power=1.0, seed=0)
+            self.opt = torch_optimizer.Adahessian(params, lr=1e-3, hessian_power=1.0, seed=0)
         elif variant == "pytorch_optimizer":
             import pytorch_optimizer
 
-            self.opt = pytorch_optimizer.AdaHessian(params, lr=0.15, update_period=1)
+            self.opt = pytorch_optimizer.AdaHessian(params, lr=1e-3, update_period=1)
         else:
             raise ValueError(variant)
         self.params = params
@@ -122,22 +127,28 @@ def available_variants() -> tuple[list[str], list[str]]:
 def time_variants(model_name: str, variants: list[str], batch: int, device: torch.device, rounds: int,
                   warmup: int) -> dict[str, dict[str, float]]:
     runners = [Runner(v, model_name, batch, device) for v in variants]
+    sgd = next(r for r in runners if r.name == "sgd")
     times: dict[str, list[float]] = {r.name: [] for r in runners}
     ratios: dict[str, list[float]] = {r.name: [] for r in runners}
+
+    def timed(r: Runner) -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(r.period):
+            r.step()
+        _sync(device)
+        return (time.perf_counter() - t0) / r.period
+
     for rnd in range(warmup + rounds):
         k = rnd % len(runners)
-        this_round: dict[str, float] = {}
         for r in runners[k:] + runners[:k]:
-            _sync(device)
-            t0 = time.perf_counter()
-            for _ in range(r.period):
-                r.step()
-            _sync(device)
-            this_round[r.name] = (time.perf_counter() - t0) / r.period
-        if rnd >= warmup:
-            for name, t in this_round.items():
-                times[name].append(t)
-                ratios[name].append(t / this_round["sgd"])
+            # Each block is paired with an SGD step taken just before it: the ratio of the two cancels the
+            # machine's slow drifts (other processes) better than a ratio to SGD's block elsewhere in the round.
+            t_sgd = timed(sgd)
+            t = t_sgd if r is sgd else timed(r)
+            if rnd >= warmup:
+                times[r.name].append(t)
+                ratios[r.name].append(t / t_sgd)
         print(f"  {model_name} round {rnd + 1}/{warmup + rounds}" + (" (warm-up)" if rnd < warmup else ""),
               file=sys.stderr, flush=True)
     return {n: {"median_ms": 1e3 * statistics.median(times[n]), "ratio_to_sgd": statistics.median(ratios[n])}
@@ -157,26 +168,47 @@ def child_memory(variant: str, model_name: str, batch: int, device: torch.device
             runner.step()
         _sync(device)
         return {"peak_mb": (torch.cuda.max_memory_allocated(device) - base) / 2**20}
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    for _ in range(steps):
-        runner.step()
-    return {"peak_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024}
+    # Linux: reset the peak-RSS mark to the current RSS (writing "5" to /proc/self/clear_refs), so that VmHWM
+    # afterwards is the peak of the steps alone; the process's start-up (importing torch) peaks higher than a
+    # small model's steps and would hide them behind ru_maxrss.
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        base = _proc_status_mb("VmRSS")
+        for _ in range(steps):
+            runner.step()
+        return {"peak_mb": _proc_status_mb("VmHWM") - base}
+    except OSError:
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        for _ in range(steps):
+            runner.step()
+        return {"peak_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024}
+
+
+def _proc_status_mb(key: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    raise OSError(f"{key} not in /proc/self/status")
 
 
 def measure_memory(model_name: str, variants: list[str], batch: int, device: torch.device,
-                   threads: int | None) -> dict[str, float]:
-    out = {}
-    for v in variants:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child-memory", v, "--model", model_name,
-               "--batch", str(batch), "--device", str(device)]
-        if threads:
-            cmd += ["--threads", str(threads)]
-        res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
-        if res.returncode != 0:
-            raise RuntimeError(f"memory child for {v} failed:\n{res.stderr[-2000:]}")
-        out[v] = json.loads(res.stdout.strip().splitlines()[-1])["peak_mb"]
-        print(f"  {model_name} memory {v}: {out[v]:.1f} MB", file=sys.stderr, flush=True)
-    return out
+                   threads: int | None, repeats: int) -> dict[str, float]:
+    """Median over ``repeats`` fresh processes per variant (RSS peaks vary by +-15 MB between identical runs)."""
+    samples: dict[str, list[float]] = {v: [] for v in variants}
+    for _ in range(repeats):
+        for v in variants:  # interleaved, like the timing
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--child-memory", v, "--model", model_name,
+                   "--batch", str(batch), "--device", str(device)]
+            if threads:
+                cmd += ["--threads", str(threads)]
+            res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
+            if res.returncode != 0:
+                raise RuntimeError(f"memory child for {v} failed:\n{res.stderr[-2000:]}")
+            samples[v].append(json.loads(res.stdout.strip().splitlines()[-1])["peak_mb"])
+            print(f"  {model_name} memory {v}: {samples[v][-1]:.1f} MB", file=sys.stderr, flush=True)
+    return {v: statistics.median(s) for v, s in samples.items()}
 
 
 def check_targets(res: dict[str, dict[str, float]]) -> list[tuple[str, str, bool]]:
@@ -213,6 +245,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--no-memory", action="store_true", help="skip the per-variant memory subprocesses")
+    ap.add_argument("--memory-repeats", type=int, default=3, help="fresh processes per variant (median)")
     ap.add_argument("--out", default=None, help="output path without suffix (default: "
                                                   "results/tables/bench_optim_<device>); writes .csv and .md")
     ap.add_argument("--child-memory", default=None, help=argparse.SUPPRESS)
@@ -238,18 +271,19 @@ def main() -> None:
                f"- date: {dt.datetime.now().isoformat(timespec='seconds')}; torch {torch.__version__}; "
                f"device {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}; "
                f"{torch.get_num_threads()} intra-op threads; {os.cpu_count()} CPUs visible",
-               "- time: median over rounds of the per-step time; ratio: median over rounds of time / SGD's time "
-               "in the same round",
+               "- time: median over rounds of the per-step time; ratio: median over rounds of time / the time of "
+               "an SGD step taken just before the block",
                "- memory: " + ("CUDA max_memory_allocated over the steps minus the allocation before them"
                                if device.type == "cuda" else
-                               "growth of peak RSS (ru_maxrss) during one block of steps + 1 in a fresh process "
-                               "(coarse, includes allocator slack)"), ""]
+                               "peak RSS (VmHWM, mark reset before the steps) during one block of steps + 1 in a fresh process, minus "
+                               "the RSS before them "
+                               f"(coarse, includes allocator slack; median of {args.memory_repeats} processes)"), ""]
     for model_name in models:
         batch = args.batch or DEFAULT_BATCH[model_name]
         print(f"{model_name}: batch {batch}, {args.steps} rounds on {device}", file=sys.stderr)
         res = time_variants(model_name, variants, batch, device, args.steps, args.warmup)
         if not args.no_memory:
-            for v, mb in measure_memory(model_name, variants, batch, device, args.threads).items():
+            for v, mb in measure_memory(model_name, variants, batch, device, args.threads, args.memory_repeats).items():
                 res[v]["peak_mb"] = mb
         summary += [f"## {model_name} (batch {batch})", "",
                     "| optimizer | ms / step | x SGD | peak memory (MB) |", "|---|---:|---:|---:|"]
