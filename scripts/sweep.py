@@ -156,6 +156,8 @@ def parse(argv=None):
     ap.add_argument("--dry-run", action="store_true", help="print the run.py commands and exit")
     args = ap.parse_args(argv)
     args.extra = extra
+    # run.py runs in the repository root; records are read back from here: one absolute path for both
+    args.results_dir = str(Path(args.results_dir).resolve())
     args.seeds = csv_list(args.seeds, int)
     args.data_source = args.data_source or ("real" if args.scale == "paper" else "synthetic")
     args.tables_dir = args.tables_dir or str(Path(args.results_dir) / "tables")
