@@ -150,12 +150,20 @@ def launch(cfg: DictConfig, *, multirun: bool = False) -> str:
                                                    "best_metric": None, "best_select": None,
                                                    "final_metric": None})
     d = record.data
-    wandb_run = open_wandb(container["logger"], record, resume=bool(cfg.resume)) if env.is_main else None
-    run = Run(record, work_root / d["task"] / d["optim"] / d["run_id"], wandb_run)
-    family = importlib.import_module(f"tasks.{cfg.task.family}")
-    seed_everything(cfg.seed)  # model initialisation and anything else the task draws before training
     try:
-        status = run_to_status(run, lambda r: family.train(cfg, r))
+        wandb_run = open_wandb(container["logger"], record, resume=bool(cfg.resume)) if env.is_main else None
+    except Exception as e:  # W&B is a mirror of the record: a broken W&B set-up must not lose the run
+        log.warning("W&B disabled for this run: %s", e)
+        wandb_run = None
+    run = Run(record, work_root / d["task"] / d["optim"] / d["run_id"], wandb_run)
+
+    def body(r: Run) -> None:
+        family = importlib.import_module(f"tasks.{cfg.task.family}")
+        seed_everything(cfg.seed)  # model initialisation and anything else the task draws before training
+        family.train(cfg, r)
+
+    try:
+        status = run_to_status(run, body)
     except KeyboardInterrupt:
         raise
     except Exception:

@@ -61,9 +61,22 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
+def _canonical(obj: Any) -> Any:
+    # 1 and 1.0 are the same setting (`optim.lr_scale=1` vs the default 1.0): numbers hash as floats.
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, (int, float)):
+        return float(obj)
+    if isinstance(obj, dict):
+        return {str(k): _canonical(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_canonical(v) for v in obj]
+    return str(obj)
+
+
 def experiment_key(fields: dict[str, Any]) -> str:
-    """A stable hash of what defines an experiment, independent of key order and run-time paths."""
-    blob = json.dumps(fields, sort_keys=True, default=str)
+    """A stable hash of what defines an experiment, independent of key order, number spelling and paths."""
+    blob = json.dumps(_canonical(fields), sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -59,6 +59,8 @@ def test_atomic_write_leaves_old_file_when_serialisation_fails(tmp_path):
 def test_find_completed_and_key_stability(tmp_path):
     assert experiment_key({"a": 1, "b": [1, 2]}) == experiment_key({"b": [1, 2], "a": 1})
     assert experiment_key({"a": 1}) != experiment_key({"a": 2})
+    assert experiment_key({"lr_scale": 1, "betas": [0.9, 1]}) == experiment_key({"lr_scale": 1.0, "betas": [0.9, 1.0]})
+    assert experiment_key({"flag": True}) != experiment_key({"flag": 1})
     r = _new(tmp_path, key="abc")
     assert find_completed(tmp_path, "abc") is None
     r.finish("completed")
