@@ -16,7 +16,7 @@ import random
 import resource
 import statistics
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import warnings
@@ -91,6 +91,26 @@ def autocast_context(precision: str, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+@contextmanager
+def frozen_norm_stats(model: torch.nn.Module):
+    """Forward in train mode without touching BatchNorm running statistics.
+
+    The Hessian sub-batch forward is an extra forward of the same step: letting it update the running mean and
+    variance would count that part of the batch twice in the statistics used for evaluation.
+    """
+    saved = []
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats:
+            saved.append((m, m.momentum, m.num_batches_tracked.clone()))
+            m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch statistic: unchanged
+    try:
+        yield
+    finally:
+        for m, momentum, tracked in saved:
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(tracked)
+
+
 def train_step(
     task: TorchTask,
     optimizer,
@@ -124,7 +144,7 @@ def train_step(
         n = max(1, int(round(task.batch_size_of(batch) * hessian_batch_fraction)))
         params = [p for g in optimizer.param_groups for p in g["params"]]
         wanted = [p for p in params if p.requires_grad]
-        with local(), autocast_context(precision, device):
+        with local(), frozen_norm_stats(model), autocast_context(precision, device):
             sub_loss = task.loss(model, task.head_of_batch(batch, n))
             scaled = scaler.scale(sub_loss) if scaler is not None else sub_loss
             grads = iter(torch.autograd.grad(scaled, wanted, create_graph=True, allow_unused=True))

@@ -159,3 +159,24 @@ def test_multirun_job_failure_is_recorded_without_raising(tmp_path, smoke_overri
     assert launch(cfg, multirun=True) == "failed"  # the sweep goes on
     (rec,) = records(tmp_path)
     assert rec["status"] == "failed"
+
+
+def test_hessian_sub_batch_forward_leaves_batchnorm_statistics_alone():
+    """With hessian_batch_fraction < 1 the BN running statistics see each sample once, as in a plain step."""
+    from engine.task_api import MetricSpec, TorchTask
+    from engine.trainer import train_step
+    from optim import AdaHessian
+    from tasks.vision import classification_loss
+    from tasks.vision.resnet_cifar import CifarResNet
+
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    stats = []
+    for fraction in (1.0, 0.25):
+        torch.manual_seed(1)
+        model = CifarResNet(8)
+        task = TorchTask(model, [], [], classification_loss, None, MetricSpec("top1_acc", True))
+        train_step(task, AdaHessian(model.parameters(), seed=0), (x, y), hessian_batch_fraction=fraction)
+        stats.append({k: v.clone() for k, v in model.state_dict().items() if "running" in k or "tracked" in k})
+    for k in stats[0]:
+        assert torch.equal(stats[0][k], stats[1][k]), k
