@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch

@@ -288,8 +288,8 @@ def main() -> None:
                "an SGD step taken just before the block",
                "- memory: " + ("CUDA max_memory_allocated over the steps minus the allocation before them"
                                if device.type == "cuda" else
-                               "peak RSS (VmHWM, mark reset before the steps) during one block of steps + 1 in a fresh process, minus "
-                               "the RSS before them "
+                               "peak RSS (VmHWM, mark reset before the steps) during one block of steps + 1 in a "
+                               "fresh process, minus the RSS before them "
                                f"(coarse, includes allocator slack; median of {args.memory_repeats} processes)"), ""]
     for model_name in models:
         batch = args.batch or DEFAULT_BATCH[model_name]

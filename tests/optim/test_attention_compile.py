@@ -32,8 +32,8 @@ def test_fused_attention_has_no_double_backward_math_backend_has():
 def _lm():
     torch.manual_seed(0)
     layer = torch.nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True, norm_first=True)
-    return torch.nn.Sequential(torch.nn.Embedding(20, 16), torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False),
-                               torch.nn.Linear(16, 20))
+    encoder = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+    return torch.nn.Sequential(torch.nn.Embedding(20, 16), encoder, torch.nn.Linear(16, 20))
 
 
 def _lm_loss(model, tokens):

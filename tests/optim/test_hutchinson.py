@@ -19,7 +19,8 @@ def _data():
 
 
 def _loss(model, params, x, y):
-    return (functional_call(model, params, (x,)) - y).pow(2).mean() + 0.1 * functional_call(model, params, (x,)).pow(4).mean()
+    out = functional_call(model, params, (x,))
+    return (out - y).pow(2).mean() + 0.1 * out.pow(4).mean()
 
 
 def _full_hessian(model, x, y):
