@@ -163,6 +163,9 @@ def train_step(
             scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     kwargs = {"hessian_grads": hessian_grads} if hessian_grads is not None else {}
+    if scaler is not None and grad_clip > 0 and hessian:
+        # unscale_ above hid the loss scale from the optimizer; the Hessian estimate still carries it.
+        kwargs["hessian_scale"] = scaler.get_scale()
     if scaler is not None:
         scaler.step(optimizer, **kwargs)
         scaler.update()
