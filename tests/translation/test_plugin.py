@@ -27,7 +27,7 @@ def test_estimate_and_step_under_fairseq_equal_plain_pytorch(synthetic_bin, run_
         # fairseq's Trainer.train_step (2 micro-batches, sample-size normalisation, clipping) vs optim.AdaHessian
         # on the loss the semantics names, with the same z: same |z*Hz| and the same parameters after the step.
         assert c["d_rel_err"] < 1e-4, c
-        assert c["step_abs_err"] < 1e-5, c
+        assert c["step_rel_err"] < 1e-4, c
         assert c["param_change"] > 1e-3, c  # the step did move the parameters
     assert mean["clip_coef"] < 0.5, mean  # clipping was active and reached the estimate (mean semantics)
     # The two semantics really differ: the summed loss's curvature is sample_size / clip_coef times larger.
