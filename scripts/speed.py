@@ -42,6 +42,7 @@ from scripts.report.defaults import hydra_defaults  # noqa: E402
 from scripts.report.figures import plot_speed  # noqa: E402
 from scripts.report.records import load_runs, profile_banner, profile_suffix  # noqa: E402
 from scripts.report.render import DASH, Table, finite, fmt_diff, fmt_mean_std  # noqa: E402
+from scripts.report.cli import split_passthrough  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -308,10 +309,7 @@ def speed_table(df: pd.DataFrame, metric: pd.DataFrame | None, *, task: str, sca
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    extra = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
+    argv, extra = split_passthrough(argv)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", default="cifar10_resnet20")
     ap.add_argument("--scale", default="paper", help="trainer profile (batch size, precision): smoke | paper")

@@ -34,6 +34,7 @@ from scripts.report.defaults import at_defaults, hydra_defaults  # noqa: E402
 from scripts.report.figures import plot_sweep  # noqa: E402
 from scripts.report.outputs import write_comparison  # noqa: E402
 from scripts.report.records import load_runs, profile_suffix  # noqa: E402
+from scripts.report.cli import split_passthrough  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL_LAUNCHERS = ("basic", "joblib")
@@ -131,10 +132,7 @@ def report(args, defaults) -> list[Path]:
 
 def parse(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    extra = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
+    argv, extra = split_passthrough(argv)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("kind", choices=[*KINDS, "compare"])
     ap.add_argument("--task", default=None, help="lr/block: iwslt14 (the paper's); every: cifar10_resnet20")
