@@ -168,7 +168,7 @@ def train_step(
         kwargs["hessian_scale"] = scaler.get_scale()
     if scaler is not None:
         scaler.step(optimizer, **kwargs)
-        scaler.update()
+        optim.update_scaler(scaler, optimizer)  # backs off also when the Hessian-vector product overflowed
     else:
         optimizer.step(**kwargs)
     optimizer.zero_grad(set_to_none=True)

@@ -5,6 +5,7 @@ Hessian, mixed precision, data parallel, attention, torch.compile).
 """
 
 from .adahessian import AdaHessian
+from .amp import update_scaler
 from .attention import hessian_safe_attention
 from .combined import CombinedOptimizer
 from .distributed import allreduce_grads_, allreduce_mean_
@@ -22,4 +23,5 @@ __all__ = [
     "build_optimizer",
     "hessian_safe_attention",
     "needs_hessian",
+    "update_scaler",
 ]

@@ -159,6 +159,10 @@ class AdaHessian(Optimizer):
     Mixed precision: works under ``torch.autocast``; with a ``GradScaler`` (``scaler.scale(loss).backward(
     create_graph=...)``, ``scaler.step(opt)``, ``scaler.update()``) both the gradient and the Hessian estimate are
     unscaled, and the whole step (counters and random draw included) is skipped when the scaler found inf/NaN.
+    The Hessian-vector product runs on the scaled loss too and can overflow in fp16 where the gradients do not
+    (it is S times the curvature); GradScaler checks only the gradients, so AdaHessian then skips the step itself
+    and sets ``hessian_found_inf``. Call ``optim.update_scaler(scaler, opt)`` instead of ``scaler.update()`` so that
+    the scale backs off in that case too (bf16 needs no scaler and has no such overflow).
     """
 
     # GradScaler.step hands such optimizers the scale (``grad_scale``) and the inf flag (``found_inf``) instead of
@@ -196,6 +200,9 @@ class AdaHessian(Optimizer):
         self._generators: dict[str, torch.Generator] = {}
         self._pending_rng: dict[str, Tensor] = {}  # generator states loaded before their device was first used
         self._process_group = process_group
+        self._rng_before_draw: dict[str, Tensor] | None = None
+        # True when the last step() was skipped because the Hessian estimate was inf/NaN under a GradScaler.
+        self.hessian_found_inf = False
         super().__init__(params, defaults)
 
     # ------------------------------------------------------------------ configuration
@@ -235,6 +242,7 @@ class AdaHessian(Optimizer):
              hessian_scale: Tensor | float | None = None) -> Any:
         """One AdaHessian update; see the class docstring for ``hessian_grads`` and ``hessian_scale``."""
         loss = None
+        self.hessian_found_inf = False
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
@@ -247,14 +255,26 @@ class AdaHessian(Optimizer):
                     _release_graph_(p)
             return loss
         estimates = self._estimate(hessian_grads, hessian_scale, grad_scale, found_inf is not None)
+        self.hessian_found_inf = estimates is None
+        if estimates is None:
+            # The Hessian-vector product of the scaled loss overflowed (fp16). GradScaler checked only .grad, so
+            # it cannot know: skip the step as it would, and let the caller back the scale off (amp.update_scaler).
+            self._undo_draw()
+            for g in self.param_groups:
+                for p in g["params"]:
+                    _release_graph_(p)
+            return loss
         self._update(estimates, grad_scale)
         return loss
 
     def _estimate(self, hessian_grads: Sequence[Tensor | None] | None, hessian_scale: Tensor | float | None,
-                  grad_scale: Tensor | float | None, under_scaler: bool) -> dict[int, Tensor]:
+                  grad_scale: Tensor | float | None, under_scaler: bool) -> dict[int, Tensor] | None:
         """Compressed (spatially averaged, rank-averaged, unscaled) estimates, keyed by id(param), for the params
         of this step's Hessian groups. Done before any parameter moves: the double-backward graph may have saved
-        them, and an in-place update would invalidate it."""
+        them, and an in-place update would invalidate it.
+
+        Under a GradScaler, None when an estimate is inf/NaN (``_undo_draw`` then puts the random stream back)."""
+        self._rng_before_draw = None
         t = self._t
         if hessian_grads is not None:
             all_params = [p for g in self.param_groups for p in g["params"]]
@@ -284,6 +304,8 @@ class AdaHessian(Optimizer):
                 "AdaHessian: the GradScaler unscaled the gradients before step() (explicit scaler.unscale_), so "
                 "the loss scale that the Hessian estimate carries is unknown. Pass it: "
                 "scaler.step(opt, hessian_scale=scaler.get_scale()).")
+        if under_scaler:
+            self._rng_before_draw = self._rng_states({p.device for p in params})
         try:
             ds = diag_estimate(outputs, params, n_samples=counts, generator=self._generator)
         except MissingGraphError as e:
@@ -297,7 +319,20 @@ class AdaHessian(Optimizer):
         if is_distributed(self._process_group):
             # Every rank must end with the same estimate: the mean of the local ones, in one collective.
             allreduce_mean_(cs, group=self._process_group)
+        if under_scaler and not bool(torch.stack([c.isfinite().all() for c in cs]).all()):
+            # After the all-reduce: a NaN on one rank reaches every rank, so all of them skip together.
+            return None
         return {id(p): c for p, c in zip(params, cs)}
+
+    def _rng_states(self, devices: set[torch.device]) -> dict[str, Tensor]:
+        for d in devices:
+            self._generator(d)
+        return {k: g.get_state() for k, g in self._generators.items()}
+
+    def _undo_draw(self) -> None:
+        """Put the z stream back to before the last ``_estimate`` (a skipped step draws nothing, as on CPU)."""
+        for key, state in (getattr(self, "_rng_before_draw", None) or {}).items():
+            self._generators[key].set_state(state)
 
     @torch.no_grad()
     def _update(self, estimates: Mapping[int, Tensor], grad_scale: Tensor | float | None) -> None:

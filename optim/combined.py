@@ -49,6 +49,7 @@ class CombinedOptimizer(Optimizer):
                         raise ValueError(f"a parameter is in both {seen[id(p)]!r} and {name!r}; "
                                          "the parameter sets must be disjoint")
                     seen[id(p)] = name
+        self.hessian_found_inf = False  # as AdaHessian's: the last step was skipped for an inf/NaN estimate
         self._initializing = True
         # torch.optim.Optimizer.__init__ sets up the hook dicts and the step profiling; the one empty group it adds
         # is dropped by add_param_group below, and param_groups/state come from the members.
@@ -86,6 +87,7 @@ class CombinedOptimizer(Optimizer):
     def step(self, closure: Callable[[], Any] | None = None, hessian_grads: Sequence[Tensor | None] | None = None,
              *, hessian_scale: Tensor | float | None = None) -> Any:
         loss = None
+        self.hessian_found_inf = False
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
@@ -111,6 +113,17 @@ class CombinedOptimizer(Optimizer):
         # Phase 1: every Hessian estimate, while all parameters are still those the graphs saw.
         estimates = [opt._estimate(split[i], hessian_scale, grad_scale, found_inf is not None)
                      if isinstance(opt, AdaHessian) else None for i, opt in enumerate(members)]
+        self.hessian_found_inf = any(est is None and isinstance(opt, AdaHessian)
+                                     for opt, est in zip(members, estimates))
+        if self.hessian_found_inf:
+            # A member's Hessian estimate overflowed under the GradScaler: skip every member, as for inf grads.
+            for opt in members:
+                if isinstance(opt, AdaHessian):
+                    opt._undo_draw()
+            for g in self.param_groups:
+                for p in g["params"]:
+                    _release_graph_(p)
+            return loss
         # Phase 2: the updates.
         inv = None if grad_scale is None else _inverse(grad_scale)
         for opt, est in zip(members, estimates):

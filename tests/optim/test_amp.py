@@ -130,3 +130,66 @@ def test_bfloat16_params_with_fp32_state_follow_fp32_run():
         # Same update up to bf16 rounding of the forward, the Hessian-vector product and the stored weights.
         da, db = (a.detach() - b0.float()).reshape(-1), (b.detach().float() - b0.float()).reshape(-1)
         assert torch.nn.functional.cosine_similarity(da, db, dim=0) > 0.95
+
+
+def _bn_model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3, padding=1), torch.nn.BatchNorm2d(6), torch.nn.Tanh(),
+                               torch.nn.Conv2d(6, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 10))
+
+
+def _fp16_step(model, opt, scaler, x, y, update):
+    with torch.autocast("cpu", dtype=torch.float16):
+        loss = _loss(model, x, y)
+    scaler.scale(loss).backward(create_graph=opt.needs_hessian())
+    scaler.step(opt)
+    update(scaler, opt)
+    opt.zero_grad()
+
+
+def test_hessian_overflow_skips_the_step_and_backs_the_scale_off():
+    # fp16 autocast at loss scale 2^12: this model's gradients stay finite but the Hessian-vector product (2^12
+    # times the curvature) overflows in the first conv's double backward (found by trying 2^4, 2^8, 2^12).
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(16, 3, 8, 8, generator=g), torch.randint(0, 10, (16,), generator=g)
+    model = _bn_model()
+    opt = AdaHessian(model.parameters(), lr=0.05, seed=0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    before = [p.detach().clone() for p in model.parameters()]
+    rng = opt._generator(torch.device("cpu")).get_state()
+
+    from optim import update_scaler
+    _fp16_step(model, opt, scaler, x, y, update_scaler)
+    assert opt.hessian_found_inf and opt.step_count == 0 and len(opt.state) == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert torch.equal(opt._generator(torch.device("cpu")).get_state(), rng)  # the draw was undone
+    assert all(p.grad is None or not p.grad.requires_grad for p in model.parameters())
+    assert scaler.get_scale() == 2.0**11
+    for _ in range(8):
+        _fp16_step(model, opt, scaler, x, y, update_scaler)
+    assert not opt.hessian_found_inf and opt.step_count >= 1 and scaler.get_scale() <= 2.0**11
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert not torch.equal(before[0], next(model.parameters()))
+
+    # A bare scaler.update() never learns of the overflow: the scale stays and every step is skipped.
+    model2 = _bn_model()
+    opt2 = AdaHessian(model2.parameters(), lr=0.05, seed=0)
+    scaler2 = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    for _ in range(3):
+        _fp16_step(model2, opt2, scaler2, x, y, lambda s, o: s.update())
+    assert opt2.step_count == 0 and scaler2.get_scale() == 2.0**12
+
+
+def test_combined_optimizer_skips_every_member_on_hessian_overflow():
+    from optim import CombinedOptimizer, update_scaler
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(16, 3, 8, 8, generator=g), torch.randint(0, 10, (16,), generator=g)
+    model = _bn_model()
+    head = list(model[5].parameters())
+    body = [p for p in model.parameters() if all(p is not h for h in head)]
+    opt = CombinedOptimizer({"body": AdaHessian(body, lr=0.05, seed=0), "head": torch.optim.Adagrad(head, lr=0.1)})
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    before = [p.detach().clone() for p in model.parameters()]
+    _fp16_step(model, opt, scaler, x, y, update_scaler)
+    assert opt.hessian_found_inf and scaler.get_scale() == 2.0**11
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the Adagrad head did not move
