@@ -247,6 +247,9 @@ def train_plan(cfg: dict[str, Any], data_dir: Path | str, save_dir: Path | str, 
         interval = int(limit)
         cap = epochs * interval
         max_update = min(max_update, cap) if max_update else cap
+        # Stopped before the first interval, fairseq would save only checkpoint_last/best and leave nothing to
+        # average: validate and save at the stop instead.
+        interval = min(interval, max_update)
         argv += ["--validate-interval-updates", str(interval), "--save-interval-updates", str(interval)]
     if max_update:
         argv += ["--max-update", str(max_update)]

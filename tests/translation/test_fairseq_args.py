@@ -81,6 +81,14 @@ def test_max_steps_saves_the_final_state_for_averaging():
     assert _value(a, "--max-update") == "300" and _value(a, "--save-interval-updates") == "300"
 
 
+def test_max_steps_before_the_first_interval_still_saves_a_checkpoint_to_average():
+    # limit_train_batches 4 (an "epoch" of 4 updates) cut at 3 updates: fairseq saves numbered checkpoints only
+    # on multiples of the interval, so the interval comes down to the stop.
+    a = _plan(["task=iwslt14", "optim=adahessian", "trainer=smoke", "trainer.max_steps=3"]).argv
+    assert _value(a, "--max-update") == "3"
+    assert _value(a, "--save-interval-updates") == "3" == _value(a, "--validate-interval-updates")
+
+
 def test_refusals():
     with pytest.raises(TranslationConfigError, match="fp32"):
         _plan(["task=iwslt14", "optim=adahessian", "trainer.precision=bf16"])
