@@ -434,16 +434,18 @@ def _single_tensor_adahessian(params: list[Tensor], grads: list[Tensor], exp_avg
     for p, g, m, v, c, tau in zip(params, grads, exp_avgs, exp_hessian_diag_sqs, estimates, hessian_steps):
         p32 = p.float() if p.dtype != m.dtype else p  # half params: update a float32 copy, then round once
         g = g.to(m.dtype)
-        m.mul_(beta1).add_(g, alpha=1 - beta1)
+        m.lerp_(g, 1 - beta1)
         if c is not None:
             d = spatial.expand(c, p.shape, block_size, average_conv_kernel)
             v.mul_(beta2).addcmul_(d, d, value=1 - beta2)
-        denom = v.div(1 - beta2**tau)
-        denom = denom.sqrt_() if hessian_power == 1 else denom.pow_(hessian_power / 2)
-        denom.add_(eps)
+        # (v / bc2)^(k/2) + eps == (v^(k/2) + eps * bc2^(k/2)) / bc2^(k/2): the bias correction folds into eps and
+        # the step size, one pass over the tensor less (as torch's Adam does).
+        bc2_k = (1 - beta2**tau) ** (hessian_power / 2)
+        denom = v.sqrt() if hessian_power == 1 else v.pow(hessian_power / 2)
+        denom.add_(eps * bc2_k)
         if weight_decay != 0:
             p32.mul_(1 - lr * weight_decay)
-        p32.addcdiv_(m, denom, value=-step_size)
+        p32.addcdiv_(m, denom, value=-step_size * bc2_k)
         if p32 is not p:
             p.copy_(p32)
 
@@ -463,8 +465,7 @@ def _multi_tensor_adahessian(params: list[Tensor], grads: list[Tensor], exp_avgs
         vs = [exp_hessian_diag_sqs[i] for i in idx]
         half = ps[0].dtype != ms[0].dtype
         gs = [grads[i].to(ms[0].dtype) for i in idx]
-        torch._foreach_mul_(ms, beta1)
-        torch._foreach_add_(ms, gs, alpha=1 - beta1)
+        torch._foreach_lerp_(ms, gs, 1 - beta1)
         hess = [i for i in idx if estimates[i] is not None]
         if hess:
             vh = [exp_hessian_diag_sqs[i] for i in hess]
@@ -472,15 +473,12 @@ def _multi_tensor_adahessian(params: list[Tensor], grads: list[Tensor], exp_avgs
                   for i in hess]
             torch._foreach_mul_(vh, beta2)
             torch._foreach_addcmul_(vh, dh, dh, value=1 - beta2)
-        denoms = torch._foreach_div(vs, [1 - beta2 ** hessian_steps[i] for i in idx])
-        if hessian_power == 1:
-            torch._foreach_sqrt_(denoms)
-        else:
-            torch._foreach_pow_(denoms, hessian_power / 2)
-        torch._foreach_add_(denoms, eps)
+        bc2_k = [(1 - beta2 ** hessian_steps[i]) ** (hessian_power / 2) for i in idx]  # as in the per-tensor path
+        denoms = torch._foreach_sqrt(vs) if hessian_power == 1 else torch._foreach_pow(vs, hessian_power / 2)
+        torch._foreach_add_(denoms, [eps * b for b in bc2_k])
         p32 = [p.float() for p in ps] if half else ps
         if weight_decay != 0:
             torch._foreach_mul_(p32, 1 - lr * weight_decay)
-        torch._foreach_addcdiv_(p32, ms, denoms, value=-step_size)
+        torch._foreach_addcdiv_(p32, ms, denoms, [-step_size * b for b in bc2_k])
         if half:
             torch._foreach_copy_(ps, p32)
