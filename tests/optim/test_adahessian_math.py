@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 from adahessian_testlib import (SHAPES, GroupCfg, Separable, initial_params, max_rel_err, reference_run,
-                                run_optimizer)
+                                run_optimizer, separable_case)
 
 from optim import AdaHessian
 
@@ -53,15 +53,9 @@ CASES = list(itertools.product([1.0, 0.5], [0.0, 0.3], [(1, 0), (3, 0), (2, 3)],
 
 @pytest.mark.parametrize("k,wd,schedule,foreach", CASES)
 def test_separable_matches_float64_reference(k, wd, schedule, foreach):
-    update_each, warmup = schedule
-    problem = Separable.make()
-    p0 = initial_params()
-    cfg = GroupCfg(lr=0.05, weight_decay=wd, hessian_power=k, block_size=4, update_each=update_each,
-                   hessian_warmup_steps=warmup, indices=list(range(len(SHAPES))))
-    expected = reference_run(problem, p0, [cfg], steps=9)
+    problem, p0, expected, options = separable_case(k, wd, *schedule)
     params = _leaves(p0)
-    opt = AdaHessian(params, lr=0.05, weight_decay=wd, hessian_power=k, block_size=4, update_each=update_each,
-                     hessian_warmup_steps=warmup, foreach=foreach, seed=3)
+    opt = AdaHessian(params, **options, foreach=foreach, seed=3)
     run_optimizer(opt, problem, params, steps=9)
     assert max_rel_err(params, expected) < 1e-12
     # The reference is not trivially close: the parameters moved by far more than the tolerance.

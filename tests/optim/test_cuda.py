@@ -13,7 +13,7 @@ import copy
 
 import pytest
 import torch
-from adahessian_testlib import SHAPES, GroupCfg, Separable, initial_params, max_rel_err, reference_run, run_optimizer
+from adahessian_testlib import Separable, assert_bf16_params_follow_fp32, max_rel_err, run_optimizer, separable_case
 
 from optim import AdaHessian, hessian_safe_attention, update_scaler
 
@@ -41,15 +41,9 @@ def _to(problem: Separable, device: torch.device) -> Separable:
 def test_separable_matches_float64_reference_on_cuda(foreach, k, wd, schedule):
     # The CPU reference of the spec's formulas against the optimizer stepping on CUDA tensors (fused foreach
     # kernels when foreach=True): the separable objective makes D exact for any z, so they agree to rounding.
-    update_each, warmup = schedule
-    problem = Separable.make()
-    p0 = initial_params()
-    cfg = GroupCfg(lr=0.05, weight_decay=wd, hessian_power=k, block_size=4, update_each=update_each,
-                   hessian_warmup_steps=warmup, indices=list(range(len(SHAPES))))
-    expected = reference_run(problem, p0, [cfg], steps=9)
+    problem, p0, expected, options = separable_case(k, wd, *schedule)
     params = [torch.nn.Parameter(p.clone().to(CUDA)) for p in p0]
-    opt = AdaHessian(params, lr=0.05, weight_decay=wd, hessian_power=k, block_size=4, update_each=update_each,
-                     hessian_warmup_steps=warmup, foreach=foreach, seed=3)
+    opt = AdaHessian(params, **options, foreach=foreach, seed=3)
     run_optimizer(opt, _to(problem, CUDA), params, steps=9)
     assert all(p.device.type == "cuda" for p in params)
     assert max_rel_err([p.cpu() for p in params], expected) < 1e-12
@@ -195,22 +189,7 @@ def test_bf16_autocast_transformer_trains_with_fp32_state():
 
 def test_bf16_params_follow_the_fp32_run():
     x, y = _batch(torch.float32)
-    ref = _plain_model()
-    half = copy.deepcopy(ref).to(torch.bfloat16)
-    start = [p.detach().clone() for p in half.parameters()]
-    o_ref = AdaHessian(ref.parameters(), lr=0.01, eps=0.05, seed=0)
-    o_half = AdaHessian(half.parameters(), lr=0.01, eps=0.05, seed=0)
-    for _ in range(3):
-        torch.nn.functional.cross_entropy(ref(x), y).backward(create_graph=True)
-        o_ref.step()
-        o_ref.zero_grad()
-        torch.nn.functional.cross_entropy(half(x.bfloat16()), y).backward(create_graph=True)
-        o_half.step()
-        o_half.zero_grad()
-    for a, b, b0 in zip(ref.parameters(), half.parameters(), start):
-        assert b.dtype == torch.bfloat16 and o_half.state[b]["exp_avg"].dtype == torch.float32
-        da, db = (a.detach() - b0.float()).reshape(-1), (b.detach().float() - b0.float()).reshape(-1)
-        assert torch.nn.functional.cosine_similarity(da, db, dim=0) > 0.95
+    assert_bf16_params_follow_fp32(_plain_model(), x, y)
 
 
 def test_cuda_memory_flat_over_many_steps():
