@@ -2,7 +2,7 @@
 PYTHON ?= python
 .DEFAULT_GOAL := help
 
-.PHONY: help install test smoke sync bench clean
+.PHONY: help install test smoke sync bench gpu-checks clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -21,6 +21,9 @@ sync: ## upload offline W&B runs (results/wandb) once you are online and logged 
 
 bench: ## optimizer step-time/memory benchmark vs SGD, Adam and other AdaHessian packages (scripts/bench_optim.py)
 	$(PYTHON) scripts/bench_optim.py --model all
+
+gpu-checks: ## on a CUDA machine: CUDA tests, GPU benchmark, every task on the GPU, IWSLT14 paper config (results/gpu/)
+	bash scripts/gpu_checks.sh
 
 clean: ## remove Hydra output folders and Python caches (never results/ or checkpoints/)
 	rm -rf outputs multirun .pytest_cache
