@@ -8,13 +8,12 @@ phases of a shared machine hit all of them alike; each block is paired with one 
 Reported per variant: the median over rounds of the time per step, and the median over rounds of its ratio to
 the paired SGD step.
 
-Peak memory is measured in fresh subprocesses per variant (one block of steps plus one step; median of 3):
-- CUDA: ``torch.cuda.max_memory_allocated`` minus the memory allocated before the first step (the step's
-  working memory: activations, graphs, gradients, optimizer state);
-- CPU: the process's peak resident set size during the steps (``VmHWM`` after resetting the mark through
-  ``/proc/self/clear_refs``; ``ru_maxrss`` growth where that is not possible) minus its RSS just before them.
-  That includes what the allocator keeps or fragments, so it is coarse (a few MB of noise) but it is what the
-  operating system sees; ``tracemalloc`` does not see torch's allocations at all.
+Peak memory: a fresh model and optimizer per variant run one block of steps plus one step; reported is the peak of
+the tensor memory above what was allocated before (activations, graphs, gradients, optimizer state), median of 3:
+- CUDA: ``torch.cuda.max_memory_allocated``;
+- CPU: the same quantity from the allocation/free events of ``torch.profiler`` (``profile_memory=True``).
+Both count what the allocator hands out, not what it caches or fragments, so they are exact and repeatable
+(the resident set size, used before, moved by +-15 MB between identical runs: more than the differences here).
 
     python scripts/bench_optim.py --model all --steps 20
 """
@@ -25,11 +24,8 @@ import argparse
 import contextlib
 import csv
 import datetime as dt
-import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -174,10 +170,15 @@ def time_variants(model_name: str, variants: list[str], batch: int, device: torc
     return out
 
 
-def child_memory(variant: str, model_name: str, batch: int, device: torch.device) -> dict[str, float]:
+def step_memory(variant: str, model_name: str, batch: int, device: torch.device) -> float:
+    """Peak tensor memory (MB) of one block of steps + 1 of a fresh model and optimizer, above what was allocated
+    before them: the first step allocates the optimizer state, the second runs with it in place.
+
+    CUDA: ``torch.cuda.max_memory_allocated``. CPU: the same quantity from the allocation and free events that
+    ``torch.profiler`` records with ``profile_memory=True`` (every byte the CPU allocator hands out, in order).
+    Both count tensors only (no allocator caching or fragmentation), so they are exact and repeatable; the
+    process's resident set is not (it moved by +-15 MB between identical runs here)."""
     runner = Runner(variant, model_name, batch, device)
-    # One block (a Hessian step and, for "every N", the N - 1 plain ones) and one more step: the first step
-    # allocates the optimizer state, the second runs with it in place.
     steps = runner.period + 1
     if device.type == "cuda":
         _sync(device)
@@ -186,58 +187,38 @@ def child_memory(variant: str, model_name: str, batch: int, device: torch.device
         for _ in range(steps):
             runner.step()
         _sync(device)
-        return {"peak_mb": (torch.cuda.max_memory_allocated(device) - base) / 2**20}
-    # Linux: reset the peak-RSS mark to the current RSS (writing "5" to /proc/self/clear_refs), so that VmHWM
-    # afterwards is the peak of the steps alone; the process's start-up (importing torch) peaks higher than a
-    # small model's steps and would hide them behind ru_maxrss.
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        base = _proc_status_mb("VmRSS")
-        for _ in range(steps):
-            runner.step()
-        return {"peak_mb": _proc_status_mb("VmHWM") - base}
-    except OSError:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        for _ in range(steps):
-            runner.step()
-        return {"peak_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024}
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    return cpu_peak_mb(lambda: [runner.step() for _ in range(steps)])
 
 
-def _proc_status_mb(key: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    raise OSError(f"{key} not in /proc/self/status")
+def cpu_peak_mb(fn) -> float:
+    """Peak of the CPU tensor memory allocated while ``fn()`` runs, above the level before it (MB): the running
+    sum, in time order, of the allocations (+) and frees (-) that torch.profiler records."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage), key=lambda e: e.time_range.start)
+    live = peak = 0
+    for e in events:
+        live += e.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak / 2**20
 
 
 def measure_memory(model_name: str, variants: list[str], batch: int, device: torch.device,
-                   threads: int | None, repeats: int) -> dict[str, float]:
-    """CUDA: in this process, one fresh model and optimizer per variant (the allocator counts tensors exactly, and
-    nothing of the other variants is alive in between). CPU: median over ``repeats`` fresh processes per variant
-    (RSS peaks vary by +-15 MB between identical runs)."""
-    if device.type == "cuda":
-        out = {}
-        for v in variants:
-            import gc
+                   repeats: int) -> dict[str, float]:
+    """Median over ``repeats`` rounds of ``step_memory`` per variant, in this process: nothing of another variant
+    is alive during a measurement (each uses a fresh model; the previous one is collected first)."""
+    import gc
 
-            gc.collect()
-            torch.cuda.empty_cache()
-            out[v] = child_memory(v, model_name, batch, device)["peak_mb"]
-            print(f"  {model_name} memory {v}: {out[v]:.1f} MB", file=sys.stderr, flush=True)
-        return out
     samples: dict[str, list[float]] = {v: [] for v in variants}
     for _ in range(repeats):
-        for v in variants:  # interleaved, like the timing
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--child-memory", v, "--model", model_name,
-                   "--batch", str(batch), "--device", str(device)]
-            if threads:
-                cmd += ["--threads", str(threads)]
-            res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
-            if res.returncode != 0:
-                raise RuntimeError(f"memory child for {v} failed:\n{res.stderr[-2000:]}")
-            samples[v].append(json.loads(res.stdout.strip().splitlines()[-1])["peak_mb"])
+        for v in variants:
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            samples[v].append(step_memory(v, model_name, batch, device))
             print(f"  {model_name} memory {v}: {samples[v][-1]:.1f} MB", file=sys.stderr, flush=True)
     return {v: statistics.median(s) for v, s in samples.items()}
 
@@ -278,22 +259,16 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=None, help="batch size (default: resnet20 64, transformer 16)")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    ap.add_argument("--no-memory", action="store_true", help="skip the per-variant memory subprocesses")
-    ap.add_argument("--memory-repeats", type=int, default=3, help="fresh processes per variant (median)")
+    ap.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
+    ap.add_argument("--memory-repeats", type=int, default=3, help="measurements per variant (median)")
     ap.add_argument("--out", default=None, help="output path without suffix (default: "
                                                   "results/tables/bench_optim_<device>); writes .csv and .md")
-    ap.add_argument("--child-memory", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     models = ["resnet20", "transformer"] if args.model == "all" else [args.model]
-
-    if args.child_memory:
-        batch = args.batch or DEFAULT_BATCH[models[0]]
-        print(json.dumps(child_memory(args.child_memory, models[0], batch, device)))
-        return
 
     variants, missing = available_variants()
     if missing:
@@ -308,18 +283,16 @@ def main() -> None:
                "- time: median over rounds of the per-step time; x SGD: median over rounds of time / the time of "
                "an SGD step taken just before the block; AdaHessian / this: median over rounds of AdaHessian's "
                "every-step time / this peer's time in the same round",
-               "- memory: " + ("CUDA max_memory_allocated over one block of steps + 1 minus the allocation before them (in process, a "
-                                "fresh model and optimizer per variant)"
-                               if device.type == "cuda" else
-                               "peak RSS (VmHWM, mark reset before the steps) during one block of steps + 1 in a "
-                               "fresh process, minus the RSS before them "
-                               f"(coarse, includes allocator slack; median of {args.memory_repeats} processes)"), ""]
+               "- memory: peak tensor memory above the allocation before the steps, one block of steps + 1 of a "
+               "fresh model and optimizer, median of " f"{args.memory_repeats}: "
+               + ("torch.cuda.max_memory_allocated" if device.type == "cuda" else
+                  "torch.profiler's allocation/free events (profile_memory=True)"), ""]
     for model_name in models:
         batch = args.batch or DEFAULT_BATCH[model_name]
         print(f"{model_name}: batch {batch}, {args.steps} rounds on {device}", file=sys.stderr)
         res = time_variants(model_name, variants, batch, device, args.steps, args.warmup)
         if not args.no_memory:
-            for v, mb in measure_memory(model_name, variants, batch, device, args.threads, args.memory_repeats).items():
+            for v, mb in measure_memory(model_name, variants, batch, device, args.memory_repeats).items():
                 res[v]["peak_mb"] = mb
         summary += [f"## {model_name} (batch {batch})", "",
                     "| optimizer | ms / step | x SGD | Hessian step x SGD | plain step x SGD | AdaHessian / this | "
