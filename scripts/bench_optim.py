@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _bench_models import make  # noqa: E402
+from memory_peak import cpu_peak_mb  # noqa: E402
 
 from optim import AdaHessian, hessian_safe_attention  # noqa: E402
 
@@ -189,21 +190,6 @@ def step_memory(variant: str, model_name: str, batch: int, device: torch.device)
         _sync(device)
         return (torch.cuda.max_memory_allocated(device) - base) / 2**20
     return cpu_peak_mb(lambda: [runner.step() for _ in range(steps)])
-
-
-def cpu_peak_mb(fn) -> float:
-    """Peak of the CPU tensor memory allocated while ``fn()`` runs, above the level before it (MB): the running
-    sum, in time order, of the allocations (+) and frees (-) that torch.profiler records."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage), key=lambda e: e.time_range.start)
-    live = peak = 0
-    for e in events:
-        live += e.self_cpu_memory_usage
-        peak = max(peak, live)
-    return peak / 2**20
 
 
 def measure_memory(model_name: str, variants: list[str], batch: int, device: torch.device,

@@ -11,9 +11,9 @@ same fixed batches; after ``--warmup`` untimed steps each, they take turns (``--
 whole N-cycles each), so drift of the machine hits all alike. Reported: mean time per step over the blocks
 (median over rounds) and its ratio to SGD and to Adam.
 
-Peak memory: each configuration once more in its own fresh process (a few steps): on CUDA
-``torch.cuda.max_memory_allocated``; on CPU the process's peak resident set (ru_maxrss), which includes the
-Python/torch baseline, also reported.
+Peak memory: each configuration once more in its own fresh process (building the task, a few steps): on CUDA
+``torch.cuda.max_memory_allocated``; on CPU the same quantity from torch.profiler's allocation events
+(``scripts/memory_peak.py``), not the resident set with its Python/torch baseline.
 
 Metric at each N: the records of runs with ``optim.update_each=N`` at this scale (``make sweep-every``).
 """
@@ -42,6 +42,7 @@ from scripts.report.defaults import hydra_defaults  # noqa: E402
 from scripts.report.figures import plot_speed  # noqa: E402
 from scripts.report.records import load_runs, profile_banner, profile_suffix  # noqa: E402
 from scripts.report.render import DASH, Table, finite, fmt_diff, fmt_mean_std  # noqa: E402
+from scripts.memory_peak import cpu_peak_mb  # noqa: E402
 from scripts.report.cli import split_passthrough  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -172,20 +173,6 @@ def measure_time(cfgs: dict, steps: int, warmup: int, repeats: int) -> tuple[pd.
     return df, device_name(device)
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set in MB. VmHWM belongs to the process's own memory map; ru_maxrss would also
-    carry the parent's size over fork+exec on Linux, so every child would look as large as its parent."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _memory_child(overrides: list[str], steps: int, threads: int, conn) -> None:
     """In a fresh process: build the task and optimizer, take a few steps, send back the peak memory (MB)."""
     import torch
@@ -197,20 +184,24 @@ def _memory_child(overrides: list[str], steps: int, threads: int, conn) -> None:
         from engine.trainer import resolve_device
 
         device = resolve_device(cfg.trainer.device)
-        baseline = peak_rss_mb()
+
+        def build_and_step():
+            task = build_task(cfg)
+            batches = fixed_batches(task, 2, device)
+            c = Contender("x", cfg, task, device)
+            del task
+            c.run(batches, max(steps, c.every), timed=False)
+
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        task = build_task(cfg)
-        batches = fixed_batches(task, 2, device)
-        c = Contender("x", cfg, task, device)
-        del task
-        c.run(batches, max(steps, c.every), timed=False)
-        if device.type == "cuda":
-            conn.send({"peak_mb": torch.cuda.max_memory_allocated(device) / 2**20, "baseline_mb": 0.0,
+            build_and_step()
+            conn.send({"peak_mb": torch.cuda.max_memory_allocated(device) / 2**20,
                        "memory_kind": "cuda max_memory_allocated"})
         else:
-            conn.send({"peak_mb": peak_rss_mb(), "baseline_mb": baseline,
-                       "memory_kind": "cpu peak resident set (VmHWM) of the process"})
+            # Tensor bytes, as on CUDA (model, batches, activations, graphs, optimizer state), not the process's
+            # resident set, which carries the Python/torch baseline and allocator slack (scripts/memory_peak.py).
+            conn.send({"peak_mb": cpu_peak_mb(build_and_step),
+                       "memory_kind": "cpu tensor memory (torch.profiler allocation events)"})
     except BaseException as e:  # noqa: BLE001 - report, do not hang the parent
         conn.send({"error": f"{type(e).__name__}: {e}"})
     finally:
@@ -298,9 +289,8 @@ def speed_table(df: pd.DataFrame, metric: pd.DataFrame | None, *, task: str, sca
         "(mean ± std over seeds, n = completed runs); 'missing' = no run record.",
     ]
     if kind:
-        base_mb = data["baseline_mb"].dropna()
-        extra = f" (process baseline before building the task: {base_mb.iloc[0]:.0f} MB)" if kind.startswith("cpu") and len(base_mb) else ""
-        notes.append(f"Peak memory: {kind}, in a fresh process per configuration{extra}.")
+        notes.append(f"Peak memory: {kind}, from building the task through the steps, in a fresh process per "
+                     "configuration.")
     if has_pub:
         notes.append("paper: the published Table 8 (measured on the authors' GPU); Δ = ours - paper.")
     name = f"table8_speed_{task}{profile_suffix(scale, data_source)}_{slug(device)}"

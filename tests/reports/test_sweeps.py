@@ -144,7 +144,11 @@ def test_speed_table8_side_by_side(smoke):
     for c in df.index:  # ratios are of the measured per-step times
         assert df.loc[c, "x_sgd"] == pytest.approx(df.loc[c, "step_s"] / df.loc["sgd", "step_s"])
         assert df.loc[c, "x_adam"] == pytest.approx(df.loc[c, "step_s"] / df.loc["adam", "step_s"])
-        assert df.loc[c, "peak_mb"] > df.loc[c, "baseline_mb"] > 0
+        assert df.loc[c, "peak_mb"] > 0 and "tensor memory" in df.loc[c, "memory_kind"]
+    # exact tensor bytes: the Hessian step's double-backward graph shows (with one step the optimizers' state is
+    # allocated after the backward's peak, so SGD and Adam peak alike)
+    assert df.loc["adahessian_n1", "peak_mb"] > 1.2 * df.loc["sgd", "peak_mb"]
+    assert df.loc["adam", "peak_mb"] == pytest.approx(df.loc["sgd", "peak_mb"], rel=0.05)
     assert df.loc["adahessian_n1", "theory_x_sgd"] == pytest.approx(2.0)
     assert df.loc["adahessian_n2", "theory_x_sgd"] == pytest.approx(1.5)
     assert df.loc["adahessian_n1", "paper_x_sgd"] == pytest.approx(2.42)  # published Table 8, ResNet20
