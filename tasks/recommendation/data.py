@@ -163,9 +163,15 @@ class ClickArrays:
     def batch(self, rows: np.ndarray | slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if isinstance(rows, np.ndarray):
             rows = np.sort(rows)  # ascending reads from a memory map; order within a batch does not matter
-        return (torch.from_numpy(np.ascontiguousarray(self.dense[rows], dtype=np.float32)),
-                torch.from_numpy(np.ascontiguousarray(self.sparse[rows], dtype=np.int64)),
-                torch.from_numpy(np.ascontiguousarray(self.label[rows], dtype=np.float32)))
+        return (_tensor(self.dense[rows], np.float32), _tensor(self.sparse[rows], np.int64),
+                _tensor(self.label[rows], np.float32))
+
+
+def _tensor(a: np.ndarray, dtype) -> torch.Tensor:
+    # A slice of a read-only memory map stays a read-only view; torch would share it and warn that writing to the
+    # tensor is undefined. Copy those (a batch); fancy-indexed rows are already a fresh array.
+    a = np.ascontiguousarray(a, dtype=dtype)
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
 
 
 def missing_message(root: Path) -> str:
