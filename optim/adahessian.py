@@ -79,6 +79,13 @@ def _release_graph_(p: Tensor) -> None:
         p.grad = p.grad.detach()
 
 
+def _release_graphs_(param_groups: Sequence[Mapping[str, Any]]) -> None:
+    """``_release_graph_`` on every parameter of ``param_groups``."""
+    for g in param_groups:
+        for p in g["params"]:
+            _release_graph_(p)
+
+
 def _inverse(scale: Tensor | float) -> Tensor | float:
     if isinstance(scale, Tensor):
         # As GradScaler does: reciprocal in float64 so that 1/S is exact for power-of-two scales.
@@ -250,9 +257,7 @@ class AdaHessian(Optimizer):
         found_inf = getattr(self, "found_inf", None)
         if found_inf is not None and bool(found_inf):
             # GradScaler found inf/NaN in the gradients: skip everything, as its default path does.
-            for g in self.param_groups:
-                for p in g["params"]:
-                    _release_graph_(p)
+            _release_graphs_(self.param_groups)
             return loss
         estimates = self._estimate(hessian_grads, hessian_scale, grad_scale, found_inf is not None)
         self.hessian_found_inf = estimates is None
@@ -260,9 +265,7 @@ class AdaHessian(Optimizer):
             # The Hessian-vector product of the scaled loss overflowed (fp16). GradScaler checked only .grad, so
             # it cannot know: skip the step as it would, and let the caller back the scale off (amp.update_scaler).
             self._undo_draw()
-            for g in self.param_groups:
-                for p in g["params"]:
-                    _release_graph_(p)
+            _release_graphs_(self.param_groups)
             return loss
         self._update(estimates, grad_scale)
         return loss

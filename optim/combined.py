@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .adahessian import AdaHessian, _inverse, _mul_, _release_graph_
+from .adahessian import AdaHessian, _inverse, _mul_, _release_graphs_
 
 __all__ = ["CombinedOptimizer"]
 
@@ -95,9 +95,7 @@ class CombinedOptimizer(Optimizer):
         found_inf = getattr(self, "found_inf", None)
         members = list(self.optimizers.values())
         if found_inf is not None and bool(found_inf):
-            for g in self.param_groups:
-                for p in g["params"]:
-                    _release_graph_(p)
+            _release_graphs_(self.param_groups)
             return loss
         split: list[Sequence[Tensor | None] | None] = [None] * len(members)
         if hessian_grads is not None:
@@ -120,9 +118,7 @@ class CombinedOptimizer(Optimizer):
             for opt in members:
                 if isinstance(opt, AdaHessian):
                     opt._undo_draw()
-            for g in self.param_groups:
-                for p in g["params"]:
-                    _release_graph_(p)
+            _release_graphs_(self.param_groups)
             return loss
         # Phase 2: the updates.
         inv = None if grad_scale is None else _inverse(grad_scale)
@@ -131,9 +127,7 @@ class CombinedOptimizer(Optimizer):
                 opt._update(est, grad_scale)  # type: ignore[arg-type]
                 continue
             with torch.no_grad():
-                for g in opt.param_groups:
-                    for p in g["params"]:
-                        _release_graph_(p)
+                _release_graphs_(opt.param_groups)
                 if inv is not None:
                     _mul_([p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None], inv)
             opt.step()

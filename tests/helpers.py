@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,3 +74,14 @@ def read_finished_wandb_file(path, timeout: float = 30.0) -> tuple[list[dict], d
         if exit_code is not None or time.monotonic() > deadline:
             return history, summary, exit_code
         time.sleep(0.2)
+
+
+@pytest.fixture(autouse=True)
+def one_intra_op_thread():
+    """One torch intra-op thread per test, restored afterwards. A conftest that imports this fixture makes it
+    autouse for its folder: the tensors there are small, and on a shared 2-core machine OpenMP's worker threads
+    spin against other processes (such kernels ran up to 100x slower than on one thread)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+
+from helpers import one_intra_op_thread  # noqa: F401  (autouse fixture for this folder)
 
 _HERE = str(Path(__file__).resolve().parent)
 _ROOT = str(Path(__file__).resolve().parents[2])
@@ -27,13 +28,3 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if str(item.path).startswith(_HERE):
             item.add_marker(mark)
-
-
-@pytest.fixture(autouse=True)
-def _one_intra_op_thread():
-    # The tensors here are tiny; on a shared 2-core machine OpenMP's worker threads spin against other processes
-    # and such kernels ran up to 100x slower than on one thread.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
