@@ -2,7 +2,7 @@
 PYTHON ?= python
 .DEFAULT_GOAL := help
 
-.PHONY: help install test smoke sync bench gpu-checks clean
+.PHONY: help install test lint smoke sync bench gpu-checks clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -12,6 +12,9 @@ install: ## install the suite and its test/benchmark extras into the current Pyt
 
 test: ## run the test suite (CPU, no data, no network)
 	$(PYTHON) -m pytest -q
+
+lint: ## ruff (pyproject.toml's small rule set) over the whole repository
+	$(PYTHON) -m ruff check .
 
 smoke: ## a seconds-long CIFAR-10 ResNet20 AdaHessian run on synthetic data
 	$(PYTHON) run.py task=cifar10_resnet20 optim=adahessian data.source=synthetic trainer=smoke

@@ -18,8 +18,8 @@ from . import distributed
 from .provenance import git_state, library_versions
 from .record import RunRecord, experiment_key, find_completed, iter_records
 from .session import Run, open_wandb, run_to_status
-from .trainer import PRECISIONS, seed_everything
 from .tracking import MODES
+from .trainer import PRECISIONS, seed_everything
 
 log = logging.getLogger("run")
 

@@ -16,10 +16,9 @@ import random
 import resource
 import statistics
 import time
+import warnings
 from contextlib import contextmanager, nullcontext
 from typing import Any
-
-import warnings
 
 import numpy as np
 import torch

@@ -20,15 +20,13 @@
 
 # %%
 import os
-import sys
 from pathlib import Path
 
 ROOT = Path.cwd()
 while not (ROOT / "conf").is_dir() and ROOT != ROOT.parent:
     ROOT = ROOT.parent
-sys.path.insert(0, str(ROOT))
 
-import matplotlib
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -55,7 +53,8 @@ def sweep_plot(csv: Path, xlabel: str, logbase: float | None) -> Path:
     for optim, g in swept.groupby("optim"):
         g = g.sort_values("value")
         ok = g[g["n"] > 0]
-        ax.errorbar(ok["value"], ok["mean"], yerr=ok["std"].fillna(0), marker="o", capsize=3, label=P.optim_label(optim))
+        ax.errorbar(ok["value"], ok["mean"], yerr=ok["std"].fillna(0), marker="o", capsize=3,
+                    label=P.optim_label(optim))
         if g["paper_mean"].notna().any():
             ax.plot(g["value"], g["paper_mean"], ls="--", alpha=0.6, label=f"{P.optim_label(optim)} (published)")
         bad = g[g["n_diverged"] > 0]

@@ -21,15 +21,13 @@
 
 # %%
 import os
-import sys
 from pathlib import Path
 
 ROOT = Path.cwd()
 while not (ROOT / "conf").is_dir() and ROOT != ROOT.parent:
     ROOT = ROOT.parent
-sys.path.insert(0, str(ROOT))
 
-import matplotlib
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -33,13 +33,10 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _bench_models import make  # noqa: E402
-from memory_peak import cpu_peak_mb  # noqa: E402
 
 from optim import AdaHessian, hessian_safe_attention  # noqa: E402
+from scripts._bench_models import make  # noqa: E402
+from scripts.memory_peak import cpu_peak_mb  # noqa: E402
 
 DEFAULT_BATCH = {"resnet20": 64, "transformer": 16}
 VARIANTS = ["sgd", "adam", "adahessian", "adahessian_every2", "adahessian_every3", "adahessian_every4",

@@ -25,8 +25,6 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from tasks.recommendation.data import prepare  # noqa: E402
 
 DATA_DIR = Path(os.environ.get("ADAHESSIAN_DATA", "data"))

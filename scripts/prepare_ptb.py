@@ -21,8 +21,6 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from tasks.language_model.data import PTB_FILES, load_ptb  # noqa: E402
 
 DATA_DIR = Path(os.environ.get("ADAHESSIAN_DATA", "data"))

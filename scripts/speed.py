@@ -31,25 +31,23 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # `python scripts/speed.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import pandas as pd  # noqa: E402
 
+from scripts.memory_peak import cpu_peak_mb  # noqa: E402
 from scripts.report import paper as P  # noqa: E402
 from scripts.report.build import sweep_table  # noqa: E402
+from scripts.report.cli import split_passthrough  # noqa: E402
 from scripts.report.defaults import hydra_defaults  # noqa: E402
 from scripts.report.figures import plot_speed  # noqa: E402
 from scripts.report.records import load_runs, profile_banner, profile_suffix  # noqa: E402
 from scripts.report.render import DASH, Table, finite, fmt_diff, fmt_mean_std  # noqa: E402
-from scripts.memory_peak import cpu_peak_mb  # noqa: E402
-from scripts.report.cli import split_passthrough  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 
 
-def config_overrides(task: str, scale: str, data_source: str, every: list[int], extra: list[str]) -> dict[str, list[str]]:
+def config_overrides(task: str, scale: str, data_source: str, every: list[int],
+                     extra: list[str]) -> dict[str, list[str]]:
     base = [f"task={task}", f"trainer={scale}", f"data.source={data_source}", "logger.mode=disabled",
             "trainer.progress=false", *extra]
     out = {"sgd": [*base, "optim=sgd"], "adam": [*base, "optim=adam"]}
@@ -160,7 +158,8 @@ def measure_time(cfgs: dict, steps: int, warmup: int, repeats: int) -> tuple[pd.
             c.run(batches, c.every * math.ceil(steps / c.every))  # whole N-cycles: the same share of Hessian steps
     rows = []
     for c in contenders:
-        rows.append({"config": c.name, "optim": c.cfg.optim.name, "every_n": c.every if c.cfg.optim.name == "adahessian" else None,
+        every_n = c.every if c.cfg.optim.name == "adahessian" else None
+        rows.append({"config": c.name, "optim": c.cfg.optim.name, "every_n": every_n,
                      "step_s": statistics.median(c.blocks), "step_s_rounds": c.blocks,
                      "hessian_step_s": statistics.median(c.hessian_s) if c.hessian_s else None,
                      "plain_step_s": statistics.median(c.plain_s) if c.plain_s else None,
@@ -262,7 +261,8 @@ def speed_table(df: pd.DataFrame, metric: pd.DataFrame | None, *, task: str, sca
             mname = info["metric"] or "metric"
             if r.metric_n or r.metric_n_diverged or r.metric_n_failed:
                 s = f"{fmt_mean_std(r.metric_mean, r.metric_std, d, f)} (n={int(r.metric_n)})" if r.metric_n else ""
-                bad = ", ".join(f"{int(k)} {w}" for k, w in [(r.metric_n_diverged, "diverged"), (r.metric_n_failed, "failed")] if k)
+                counts = [(r.metric_n_diverged, "diverged"), (r.metric_n_failed, "failed")]
+                bad = ", ".join(f"{int(k)} {w}" for k, w in counts if k)
                 row[mname] = (s + (f" [+{bad}]" if bad and s else bad)).strip()
             else:
                 row[mname] = "missing" if finite(r.every_n) else DASH[f]

@@ -25,16 +25,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # `python scripts/sweep.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from scripts.report import paper as P  # noqa: E402
 from scripts.report.build import KINDS, expected_missing, sweep_selection, sweep_table  # noqa: E402
+from scripts.report.cli import split_passthrough  # noqa: E402
 from scripts.report.defaults import at_defaults, hydra_defaults  # noqa: E402
 from scripts.report.figures import plot_sweep  # noqa: E402
 from scripts.report.outputs import write_comparison  # noqa: E402
 from scripts.report.records import load_runs, profile_suffix  # noqa: E402
-from scripts.report.cli import split_passthrough  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL_LAUNCHERS = ("basic", "joblib")
@@ -51,7 +48,9 @@ def fmt_num(v: float) -> str:
 def fmt_override(kind: str, v: float) -> str:
     """A swept value as run.py gets it: lr_scale as a float (1.0, like the config's default, so that the
     experiment key of the 1x run equals the default run's), block size and N as integers."""
-    return repr(float(v)) if KINDS[kind].param == "lr_scale" else str(int(v)) if float(v).is_integer() else repr(float(v))
+    if KINDS[kind].param == "lr_scale":
+        return repr(float(v))
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
 
 
 def common_overrides(args) -> list[str]:

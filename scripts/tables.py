@@ -13,9 +13,6 @@ import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # `python scripts/tables.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from scripts.report.defaults import hydra_defaults  # noqa: E402
 from scripts.report.outputs import write_comparison  # noqa: E402
 

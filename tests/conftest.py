@@ -1,8 +1,7 @@
 """Fixtures shared by all tests; plain helpers live in tests/helpers.py."""
 
-import pytest
-
 import helpers  # noqa: F401  (sets W&B to disabled for every test)
+import pytest
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pandas as pd
 from . import paper as P
 from .defaults import DefaultsFn, at_defaults
 from .records import STATUS_PRIORITY, profile_banner, profile_suffix, select
-from .render import DASH, DELTA, Table, finite, fmt_diff, fmt_mean_std, fmt_ours
+from .render import DELTA, Table, finite, fmt_diff, fmt_mean_std, fmt_ours
 from .stats import sig_mark, summarize, welch
 
 FMTS = ("md", "tex")
@@ -58,7 +58,8 @@ def one_per_seed(sel: pd.DataFrame, cell: list[str]) -> tuple[pd.DataFrame, int]
 
 def _dup_note(n: int) -> list[str]:
     return [f"{n} more record(s) of a seed already counted in the same cell were left out (same hyperparameters, "
-            "another experiment key: e.g. a value given as 1 and as 1.0, or another data/trainer setting)."] if n else []
+            "another experiment key: e.g. a value given as 1 and as 1.0, or another data/trainer setting)."
+            ] if n else []
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -117,7 +118,8 @@ def comparison_table(runs: pd.DataFrame, table: str, *, scale: str, data_source:
             }
             for c in ["n", "mean", "std", "sem", "n_diverged", "n_failed", "n_interrupted", "n_unfinished",
                       "n_no_metric", "n_total", "seeds", "values"]:
-                row[c] = st[c] if st is not None else (0 if c.startswith("n") else [] if c in ("seeds", "values") else math.nan)
+                empty = 0 if c.startswith("n") else [] if c in ("seeds", "values") else math.nan
+                row[c] = st[c] if st is not None else empty
             row["paper_mean"] = pr["mean"] if pr is not None else math.nan
             row["paper_std"] = pr["std"] if pr is not None else math.nan
             row["paper_n"] = pr["n_runs"] if pr is not None else math.nan
@@ -153,7 +155,8 @@ def comparison_table(runs: pd.DataFrame, table: str, *, scale: str, data_source:
     if missing:
         head.append("Missing runs (no record): " + "; ".join(missing) + ".")
     notes = head + notes + _dup_note(n_dup) + _failed_notes(sel)
-    return Table(name + profile_suffix(scale, data_source), _title(base_title, scale, data_source), data, md, tex, notes)
+    return Table(name + profile_suffix(scale, data_source), _title(base_title, scale, data_source), data, md, tex,
+                 notes)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -266,7 +269,8 @@ def sweep_table(runs: pd.DataFrame, kind: str | SweepKind, *, task: str, scale: 
                    "role": role, "value": v, "scale": scale, "data_source": data_source}
             for c in ["n", "mean", "std", "sem", "n_diverged", "n_failed", "n_interrupted", "n_unfinished",
                       "n_no_metric", "n_total", "seeds", "values"]:
-                row[c] = st[c] if st is not None else (0 if c.startswith("n") else [] if c in ("seeds", "values") else math.nan)
+                empty = 0 if c.startswith("n") else [] if c in ("seeds", "values") else math.nan
+                row[c] = st[c] if st is not None else empty
             row["paper_mean"] = pr["mean"] if pr is not None else math.nan
             row["paper_std"] = pr["std"] if pr is not None else math.nan
             row["paper_status"] = pr["status"] if pr is not None else None
@@ -285,10 +289,14 @@ def sweep_table(runs: pd.DataFrame, kind: str | SweepKind, *, task: str, scale: 
             ours = {"": lab, **{c: fmt_ours(sub.loc[v], d, f) for c, v in zip(cols, values)}}
             lines = [ours]
             if has_pub:
-                lines.append({"": f"{lab} paper", **{c: ("diverged" if sub.loc[v, "paper_status"] == "diverged" else
-                                                         fmt_mean_std(sub.loc[v, "paper_mean"], sub.loc[v, "paper_std"], d, f))
-                                                     for c, v in zip(cols, values)}})
-                lines.append({"": f"{lab} {DELTA['md']}", **{c: fmt_diff(sub.loc[v, "diff"], d, f) for c, v in zip(cols, values)}})
+                def published(v):
+                    if sub.loc[v, "paper_status"] == "diverged":
+                        return "diverged"
+                    return fmt_mean_std(sub.loc[v, "paper_mean"], sub.loc[v, "paper_std"], d, f)
+
+                lines.append({"": f"{lab} paper", **{c: published(v) for c, v in zip(cols, values)}})
+                lines.append({"": f"{lab} {DELTA['md']}",
+                              **{c: fmt_diff(sub.loc[v, "diff"], d, f) for c, v in zip(cols, values)}})
             out += lines
         # reference optimizers: one column each, on the rows of the first swept optimizer's block
         for o, rc in zip(reference, ref_cols):
@@ -313,7 +321,8 @@ def sweep_table(runs: pd.DataFrame, kind: str | SweepKind, *, task: str, scale: 
         miss = expected_missing(sel, kind, optims=optims, values=values, reference=reference, seeds=seeds)
         if miss:
             notes.append(f"Missing runs ({len(miss)} of the planned grid, no record): " + "; ".join(
-                f"{P.optim_label(o)} {kind.fmt_value(v) if v is not None else 'ref.'} seed {s}" for o, v, s in miss) + ".")
+                f"{P.optim_label(o)} {kind.fmt_value(v) if v is not None else 'ref.'} seed {s}"
+                for o, v, s in miss) + ".")
         else:
             notes.append(f"Every planned run has a record (seeds {', '.join(map(str, seeds))}).")
     notes += _dup_note(sel.attrs.get("n_duplicates", 0)) + _failed_notes(sel, kind.param)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import matplotlib
@@ -107,7 +106,8 @@ def plot_sweep(summary: pd.DataFrame, *, param_label: str, title: str, path, yla
             if finite(r.std):
                 ax.axhspan(r.mean - r.std, r.mean + r.std, color=c, alpha=0.15)
         if finite(r.paper_mean):
-            ax.axhline(r.paper_mean, color=c, ls="--", lw=1, alpha=0.6, label=f"{P.optim_label(r.optim)} reference (published)")
+            ax.axhline(r.paper_mean, color=c, ls="--", lw=1, alpha=0.6,
+                       label=f"{P.optim_label(r.optim)} reference (published)")
     if logx:
         ax.set_xscale("log", base=base)
     ax.relim()

@@ -20,7 +20,8 @@ def write_comparison(results_dir, tables_dir, figures_dir, defaults: DefaultsFn,
     runs = load_runs(results_dir) if runs is None else runs
     profs = profiles(runs)
     if scale is not None:
-        profs = [p for p in profs if p[0] == scale] or [(scale, data_source or ("real" if scale == "paper" else "synthetic"))]
+        default_source = data_source or ("real" if scale == "paper" else "synthetic")
+        profs = [p for p in profs if p[0] == scale] or [(scale, default_source)]
     if data_source is not None:
         profs = [p for p in profs if p[1] == data_source]
     if not profs:

@@ -91,7 +91,8 @@ def _identity(df: pd.DataFrame) -> pd.Series:
 
 def dedupe(df: pd.DataFrame) -> pd.DataFrame:
     """One row per experiment: a completed record wins over a diverged one, then running, failed, interrupted;
-    among equals the latest started (then the latest written). ``n_attempts`` says how many records the experiment has."""
+    among equals the latest started (then the latest written). ``n_attempts`` says how many records the experiment
+    has."""
     if df.empty:
         return df.assign(n_attempts=pd.Series(dtype=int))
     df = df.copy()

@@ -16,7 +16,6 @@ from .data import LMWindows, load_ptb, synthetic_splits
 from .metric import LMEvaluator
 from .model import TransformerLM, lm_loss
 
-
 PROFILE_KEYS = ("model",)
 
 

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import ROOT
 
 
@@ -32,7 +31,8 @@ def test_unknown_task_lists_the_choices(tmp_path):
 @pytest.mark.parametrize("override,message", [
     ("trainer.precision=fp8", "error: trainer.precision='fp8' is not allowed; choose one of fp32, bf16, fp16"),
     ("data.source=web", "error: data.source='web' is not allowed; choose one of real, synthetic"),
-    ("optim.block_size=0", "error: optim=adahessian: AdaHessian: invalid block_size=0; allowed: an integer in [1, inf)"),
+    ("optim.block_size=0",
+     "error: optim=adahessian: AdaHessian: invalid block_size=0; allowed: an integer in [1, inf)"),
 ])
 def test_bad_value_is_one_clear_line_and_no_record(override, message, tmp_path):
     p = run_cli("trainer=smoke", override, tmp_path=tmp_path)

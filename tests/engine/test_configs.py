@@ -1,13 +1,11 @@
 """Every config composes, and each (task, optimizer) pair carries the paper's hyperparameters."""
 
 import math
-from pathlib import Path
 
 import pytest
+from helpers import CONF, compose_cfg
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-
-from helpers import CONF, compose_cfg
 
 TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
 OPTIMS = sorted(p.stem for p in (CONF / "optim").glob("*.yaml"))

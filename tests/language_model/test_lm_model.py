@@ -2,12 +2,11 @@
 
 import pytest
 import torch
+from helpers import compose_cfg
 
 from optim import build_optimizer
 from tasks.language_model import effective_task
 from tasks.language_model.model import TransformerLM, lm_loss
-
-from helpers import compose_cfg
 
 
 def small(**kw):

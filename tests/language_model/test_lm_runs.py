@@ -7,11 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import compose_cfg
 
 from engine.launch import launch
 from tasks.language_model.data import MarkovSource
-
-from helpers import compose_cfg
 
 # A small synthetic vocabulary keeps these runs to seconds; the paper-size vocabulary is the same code path.
 SMALL = ["data.synthetic.vocab_size=200", "data.synthetic.train_tokens=20000", "data.synthetic.valid_tokens=2000",

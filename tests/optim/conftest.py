@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import one_intra_op_thread  # noqa: F401  (autouse fixture for this folder)
 
 _HERE = str(Path(__file__).resolve().parent)

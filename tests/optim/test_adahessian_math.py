@@ -6,8 +6,16 @@ import itertools
 
 import pytest
 import torch
-from adahessian_testlib import (SHAPES, GroupCfg, Separable, initial_params, max_rel_err, reference_run,
-                                run_optimizer, separable_case)
+from adahessian_testlib import (
+    SHAPES,
+    GroupCfg,
+    Separable,
+    initial_params,
+    max_rel_err,
+    reference_run,
+    run_optimizer,
+    separable_case,
+)
 
 from optim import AdaHessian
 

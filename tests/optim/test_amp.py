@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from adahessian_testlib import assert_bf16_params_follow_fp32
 
 from optim import AdaHessian

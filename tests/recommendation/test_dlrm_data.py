@@ -6,8 +6,15 @@ import math
 import numpy as np
 import pytest
 
-from tasks.recommendation.data import (ClickArrays, ClickBatches, EvalBatches, PlantedClicks, day_sizes,
-                                       load_prepared, prepare)
+from tasks.recommendation.data import (
+    ClickArrays,
+    ClickBatches,
+    EvalBatches,
+    PlantedClicks,
+    day_sizes,
+    load_prepared,
+    prepare,
+)
 
 
 def row(label, ints, cats):

@@ -3,12 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from helpers import compose_cfg
 from torch import nn
 
 from tasks.recommendation import use_sparse_embeddings
 from tasks.recommendation.model import DLRM, click_loss, dot_interaction
-
-from helpers import compose_cfg
 
 KAGGLE_DIMS = dict(embedding_dim=16, bottom_mlp=[13, 512, 256, 64, 16], top_mlp=[512, 256, 1])
 

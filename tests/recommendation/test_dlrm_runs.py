@@ -5,11 +5,10 @@ import json
 
 import pytest
 import torch
+from helpers import compose_cfg
 
 from engine.launch import launch
 from tasks.recommendation.data import prepare
-
-from helpers import compose_cfg
 
 # Smaller synthetic sets keep these runs to seconds; the sizes do not change the code path.
 SMALL = ["data.synthetic.train_rows=4000", "data.synthetic.test_rows=1000"]

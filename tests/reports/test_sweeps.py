@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
-
 from records_factory import make_record
+
 from scripts import sweep as S
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from helpers import compose_cfg
 from omegaconf import OmegaConf
 
-from helpers import compose_cfg
-from tasks.translation.fairseq_args import (TranslationConfigError, effective_task, generate_argv, train_plan,
-                                            update_freq)
+from tasks.translation.fairseq_args import (
+    TranslationConfigError,
+    effective_task,
+    generate_argv,
+    train_plan,
+    update_freq,
+)
 
 
 def _plan(overrides, cuda=0):

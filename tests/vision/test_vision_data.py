@@ -1,12 +1,10 @@
 """The real vision loaders on small files written here in the real formats."""
 
-import numpy as np
 import pytest
 import torch
+from vision_files import CLASSES, write_cifar_python, write_image_folder
 
 from tasks.vision.data import CIFAR_MEAN, CIFAR_STD, SyntheticImages, cifar10, imagenet
-
-from vision_files import CLASSES, write_cifar_python, write_image_folder
 
 
 def test_cifar_torchvision_format_reads_exact_pixels_and_labels(tmp_path):

@@ -5,11 +5,11 @@ import json
 
 import pytest
 import torch
+from helpers import compose_cfg, read_finished_wandb_file
+from vision_files import CLASSES, write_cifar_python, write_image_folder
 
 import engine.trainer
 from engine.launch import launch
-from helpers import compose_cfg, read_finished_wandb_file
-from vision_files import CLASSES, write_cifar_python, write_image_folder
 
 VISION = ["cifar10_resnet20", "cifar10_resnet32", "imagenet_resnet18"]
 OPTIMS = ["sgd", "adam", "adamw", "adagrad", "adahessian"]
@@ -44,13 +44,16 @@ def test_smoke_run_writes_complete_record(task, optim, tmp_path, smoke_overrides
 
 
 def test_synthetic_cifar_is_learnt_within_a_short_run(tmp_path, smoke_overrides):
-    cfg = compose_cfg(["task=cifar10_resnet20", "optim=sgd", *smoke_overrides, "trainer.epochs=4",
+    # 60 steps at lr 0.05: the loss ratio lands near 0.13 and accuracy near 71% with 1 and 2 threads here. At 40 steps
+    # and lr 0.1 the trajectory was chaotic: 0.49-0.58 here, 0.67 on an AVX2 machine with torch from PyPI. The bounds
+    # below sit far from what was observed, so another CPU's round-off cannot cross them.
+    cfg = compose_cfg(["task=cifar10_resnet20", "optim=sgd", "optim.lr=0.05", *smoke_overrides, "trainer.epochs=6",
                        "trainer.limit_train_batches=10", "trainer.batch_size=16", "trainer.limit_val_batches=4",
                        "task.eval_batch_size=64"])
     launch(cfg)
     (rec,) = records(tmp_path)
     losses = [r["train_loss"] for r in rec["history"]]
-    assert losses[-1] < 0.6 * losses[0]
+    assert losses[-1] < 0.5 * losses[0]
     # chance is 10%; BatchNorm's running statistics need a few dozen steps before evaluation catches up
     assert rec["best_metric"] > 30.0
 
