@@ -28,27 +28,38 @@ def wikitext103_paths(root: str | Path) -> dict[str, Path]:
 
 
 def encode_file(path: Path, vocab: Vocab, grow: bool) -> torch.Tensor:
-    """Token ids of ``path``, one ``<eos>`` per line; ``grow`` adds new words (training split), else ``<unk>``."""
+    """Token ids of ``path``, one ``<eos>`` per line; ``grow`` adds new words (training split), else ``<unk>``.
+
+    ValueError naming the file when it is not UTF-8, holds no word, or (without ``grow``) has a word outside the
+    vocabulary while the vocabulary has no ``<unk>``.
+    """
     ids = array("q")
-    unk = vocab.stoi.get(UNK)
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            words = line.split()
-            if grow:
-                ids.extend(vocab.add(w) for w in words)
-            else:
-                for w in words:
-                    idx = vocab.stoi.get(w, unk)
-                    if idx is None:
-                        raise ValueError(f"{path}:{n}: word {w!r} is not in the training vocabulary and it has "
-                                         f"no {UNK}")
-                    ids.append(idx)
-            ids.append(vocab.add(EOS) if grow else vocab.stoi[EOS])  # <eos> too takes its first-appearance id
+    unk, n_words = vocab.stoi.get(UNK), 0
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                words = line.split()
+                n_words += len(words)
+                if grow:
+                    ids.extend(vocab.add(w) for w in words)
+                else:
+                    for w in words:
+                        idx = vocab.stoi.get(w, unk)
+                        if idx is None:
+                            raise ValueError(f"{path}:{n}: word {w!r} is not in the training vocabulary and it "
+                                             f"has no {UNK}")
+                        ids.append(idx)
+                ids.append(vocab.add(EOS) if grow else vocab.stoi[EOS])  # <eos> takes its first-appearance id too
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text ({e.reason}: byte {e.object[e.start:e.start + 1]!r}); "
+                         f"the Wikitext-103 token files are UTF-8") from None
+    if n_words == 0:
+        raise ValueError(f"{path} holds no words ({path.stat().st_size} bytes); prepare Wikitext-103 again")
     return torch.from_numpy(np.frombuffer(ids, dtype=np.int64).copy())
 
 
-def load_wikitext103(root: str | Path) -> tuple[Vocab, dict[str, torch.Tensor]]:
-    """The vocabulary (from the training split) and each split as a 1-D tensor of token ids."""
+def wikitext103_present(root: str | Path) -> dict[str, Path]:
+    """The three paths, or FileNotFoundError saying which are missing and how to get them (one line)."""
     paths = wikitext103_paths(root)
     missing = [p.name for p in paths.values() if not p.is_file()]
     if missing:
@@ -57,6 +68,12 @@ def load_wikitext103(root: str | Path) -> tuple[Vocab, dict[str, torch.Tensor]]:
             f"{', '.join(missing)}). Get it with `python -m scripts.prepare_wikitext103 --root {Path(root)}` "
             f"(downloads wikitext-103-v1.zip, internet) or `--from DIR` (a directory holding the three files), "
             f"or point data.root at such a directory; data.source=synthetic runs without it.")
+    return paths
+
+
+def load_wikitext103(root: str | Path) -> tuple[Vocab, dict[str, torch.Tensor]]:
+    """The vocabulary (from the training split) and each split as a 1-D tensor of token ids."""
+    paths = wikitext103_present(root)
     vocab = Vocab()
     ids = {"train": encode_file(paths["train"], vocab, grow=True)}
     for split in ("valid", "test"):

@@ -158,3 +158,13 @@ def test_smoke_run_on_files_in_the_real_format(tmp_path, smoke_overrides):
     assert rec["data_source"] == "real" and lm["vocab_size"] == 10  # 9 words + <eos>
     assert lm["tokens"] == {"train": 2700, "valid": 360, "test": 360}  # 9 tokens per line
     assert rec["history"][0]["test_ppl"] > 1.0 and rec["status"] == "completed"
+
+
+def test_bad_files_are_named(tmp_path):
+    write_wikitext(tmp_path, train=[" \n", " \n"])
+    with pytest.raises(ValueError, match=r"wiki.train.tokens holds no words"):
+        load_wikitext103(tmp_path)
+    write_wikitext(tmp_path)
+    (tmp_path / "wiki.test.tokens").write_bytes(b" caf\xe9 \n")  # Latin-1, not UTF-8
+    with pytest.raises(ValueError, match=r"wiki.test.tokens is not UTF-8 text"):
+        load_wikitext103(tmp_path)
