@@ -223,3 +223,16 @@ def test_wmt14_preparation_validates_on_newstest2013_by_default(tmp_path):
     assert len(train_lines) == 3 * 3 * 40  # every training line stays in train
     out2 = prepare.prepare_wmt14(orig, tmp_path / "out2", merges=200, do_binarize=False, valid_from="train")
     assert len((out2 / "tokenized" / "valid.en").read_text().splitlines()) == 3 * 3 * 40 // 100
+
+
+def test_a_plateau_monitor_that_is_no_validation_score_fails_the_run_naming_it(tmp_path, smoke_overrides):
+    from helpers import compose_cfg
+
+    from engine.launch import launch
+
+    cfg = compose_cfg(["task=imagenet_resnet18", "optim=sgd", *smoke_overrides, "trainer.epochs=1",
+                       "trainer.limit_train_batches=1", "data.synthetic.image_size=32",
+                       "task.schedules.plateau.monitor=val_los"])
+    with pytest.raises(ValueError, match=r"task.schedule.monitor='val_los' is not a validation score; choose one of "
+                                         r"val_loss, top1_acc"):
+        launch(cfg)
