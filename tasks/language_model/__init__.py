@@ -84,7 +84,7 @@ def build_with_info(cfg) -> tuple[TorchTask, dict]:
         model=model,
         train_loader=train,
         val_loader=val,
-        loss=partial(lm_loss, label_smoothing=float(task_cfg.get("label_smoothing", 0.0))),
+        loss=partial(lm_loss, label_smoothing=float(task_cfg.label_smoothing)),
         evaluate=LMEvaluator(test),
         metric=MetricSpec(task_cfg.metric.name, task_cfg.metric.higher_is_better),
         # Throughput counts tokens; a Hessian sub-batch keeps whole streams (at least one).
@@ -92,7 +92,7 @@ def build_with_info(cfg) -> tuple[TorchTask, dict]:
         head_of_batch=lambda b, n: tuple(t[: max(1, n // b[0].size(1))] for t in b),
     )
     info = {**info, "model": OmegaConf.to_container(task_cfg.model), "bptt": bptt,
-            "label_smoothing": float(task_cfg.get("label_smoothing", 0.0)),
+            "label_smoothing": float(task_cfg.label_smoothing),
                  "n_params": sum(p.numel() for p in model.parameters()),
                  "tokens": {k: int(v.numel()) for k, v in ids.items()}, "train_batches": len(train)}
     return task, info

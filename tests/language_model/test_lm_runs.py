@@ -44,7 +44,7 @@ def test_smoke_run_records_test_ppl_of_the_best_validation_epoch(optim, tmp_path
     assert t["samples_per_s"] > 0 and math.isclose(t["samples_per_s"] * t["wall_s"], 4 * 8 * 32)  # tokens
     lm = rec["extra"]["language_model"]
     assert lm["model"]["n_layers"] == 3 and lm["model"]["d_model"] == 32 and lm["bptt"] == 32  # smoke profile
-    assert lm["model"]["arch"] == "tensorized"
+    assert lm["model"]["arch"] == "tensorized" and lm["label_smoothing"] == 0.1
     # 20,000 tokens in 8 streams of 2,500: 2,499 targets per stream in windows of 32 -> 79 batches per epoch
     assert lm["train_batches"] == 79 and lm["vocab_size"] == 200
     assert rec["hparams"]["lr"] == rec["config"]["optim"]["lr"]
@@ -75,7 +75,7 @@ def test_synthetic_stream_is_learnt_well_below_the_unigram_perplexity(tmp_path, 
                        "data.synthetic.test_tokens=3000", "optim.lr=1e-2", "task.schedule.warmup_steps=10",
                        "trainer.epochs=3", "trainer.limit_train_batches=40", "trainer.limit_val_batches=null",
                        "trainer.batch_size=16", "task.bptt=32", "task.eval_batch_size=10",
-                       "task.profiles.smoke.model.dropout=0.0", "++task.label_smoothing=0.1"])
+                       "task.profiles.smoke.model.dropout=0.0"])
     assert launch(cfg) == "completed"
     (rec,) = records(tmp_path)
     first, last = rec["history"][0], rec["history"][-1]
