@@ -55,3 +55,49 @@ def test_synthetic_images_are_deterministic_balanced_and_class_structured():
     held = SyntheticImages(40, num_classes=4, image_size=32, seed=99, noise=1.0)
     hits = sum(int(((means - held[i][0]) ** 2).flatten(1).sum(1).argmin() == held[i][1]) for i in range(40))
     assert hits >= 36
+
+
+def _weights_and_history(out_dir):
+    import glob
+    import json
+
+    (rec,) = [json.loads(open(p).read()) for p in glob.glob(str(out_dir / "runs/*/*/*.json"))]
+    (ck,) = glob.glob(str(out_dir / "ck/*/*/*/last.pt"))
+    return rec, torch.load(ck, weights_only=False)["model"]
+
+
+def test_resume_with_data_loader_workers_is_bit_exact(tmp_path, smoke_overrides, monkeypatch):
+    # Real JPEGs through two worker processes: random crops and flips are drawn in the workers, so a resumed
+    # process must seed them for epoch e exactly as an uninterrupted one does (issue 13, item 1).
+    from helpers import compose_cfg
+
+    import engine.trainer
+    from engine.launch import launch
+
+    root = tmp_path / "cifar_jpg"
+    write_image_folder(root, ["train", "test"], CLASSES[:4], n=6)
+    over = ["task=cifar10_resnet20", "task.num_classes=4", "optim=sgd", *smoke_overrides, "data.source=real",
+            f"data.root={root}", "trainer.num_workers=2", "trainer.epochs=3", "trainer.limit_train_batches=2"]
+    full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
+    assert launch(compose_cfg([*over, f"paths.results_dir={full_dir}", f"paths.work_dir={full_dir}/ck"])) \
+        == "completed"
+
+    real_step, calls = engine.trainer.train_step, {"n": 0}
+
+    def interrupting_step(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:  # second step of epoch 2, after epoch 1's checkpoint
+            raise KeyboardInterrupt
+        return real_step(*a, **k)
+
+    monkeypatch.setattr(engine.trainer, "train_step", interrupting_step)
+    cut = [*over, f"paths.results_dir={cut_dir}", f"paths.work_dir={cut_dir}/ck"]
+    with pytest.raises(KeyboardInterrupt):
+        launch(compose_cfg(cut))
+    monkeypatch.setattr(engine.trainer, "train_step", real_step)
+    assert launch(compose_cfg([*cut, "resume=true"])) == "completed"
+
+    (a, wa), (b, wb) = _weights_and_history(full_dir), _weights_and_history(cut_dir)
+    assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
