@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from engine.task_api import MetricSpec, TorchTask
 from engine.trainer import fit
 
+from . import data
 from .data import build_datasets
 from .metric import evaluate
 from .resnet_cifar import CifarResNet
@@ -60,6 +61,12 @@ def build(cfg) -> TorchTask:
         evaluate=evaluate,
         metric=MetricSpec(cfg.task.metric.name, cfg.task.metric.higher_is_better),
     )
+
+
+def check_data(cfg) -> None:
+    """Before a run record exists: the configured data is present and consistent, or one line saying what is not
+    (FileNotFoundError: missing; ValueError: broken, naming the file). Synthetic data needs nothing."""
+    data.check(cfg.task, cfg.data)
 
 
 def train(cfg, run) -> None:
