@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from engine.task_api import MetricSpec, TorchTask
 from engine.trainer import fit
 
-from .data import ClickBatches, EvalBatches, load_prepared, synthetic_splits
+from .data import TEST_ROWS, ClickBatches, EvalBatches, load_prepared, open_prepared, synthetic_splits
 from .metric import evaluate
 from .model import DLRM, click_loss
 
@@ -33,6 +33,16 @@ def use_sparse_embeddings(setting, optim_cfg) -> bool:
     if not isinstance(setting, bool):
         raise ValueError(f"task.model.sparse_embeddings={setting!r} is not allowed; choose auto, true or false")
     return setting
+
+
+def check_data(cfg) -> None:
+    """Before a run record exists: the prepared arrays are present and agree with meta.json (shapes, types, table
+    sizes), or one line naming the file (FileNotFoundError / ValueError). Synthetic data needs nothing."""
+    if cfg.data.source == "synthetic":
+        return
+    if cfg.data.test_rows not in TEST_ROWS:
+        raise ValueError(f"data.test_rows={cfg.data.test_rows!r} is not allowed; choose one of {', '.join(TEST_ROWS)}")
+    open_prepared(cfg.data.root)
 
 
 def load_splits(cfg):
