@@ -33,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from engine.session import Diverged, Run
 
 from . import average, scoring
+from .data import check_data_bin
 from .fairseq_args import TrainPlan, TranslationConfigError, effective_task, generate_argv, train_plan
 from .synthetic import SyntheticSpec, write_corpus
 
@@ -94,19 +95,23 @@ def prepare_synthetic(data_cfg: dict[str, Any], task: dict[str, Any], out: Path,
     return bin_dir
 
 
+def check_real_data(data: dict[str, Any], task: dict[str, Any]) -> Path:
+    """``data.root`` holds complete, consistent binarized data for the task (tasks/translation/data.py)."""
+    root = Path(data["root"])
+    script = task.get("prepare_script", "scripts/prepare_<task>.sh")
+    subsets = ("train", "valid", str((task.get("generate") or {}).get("subset", "test")))
+    check_data_bin(root, task["src"], task["tgt"], subsets,
+                   how_to_get=f"Prepare it with `{script}` (see docs/translation.md), point data.root (or "
+                              f"ADAHESSIAN_DATA) at it, or use data.source=synthetic")
+    return root
+
+
 def resolve_data(cfg: dict[str, Any], task: dict[str, Any], work_dir: Path, *, echo: bool) -> tuple[Path, str | None]:
     """(binarized data directory, raw test references for sacreBLEU or None)."""
     data = cfg["data"]
     if data["source"] == "synthetic":
         return prepare_synthetic(data, task, work_dir / "data", echo=echo), None
-    root = Path(data["root"])
-    dict_file = root / f"dict.{task['src']}.txt"
-    if not dict_file.is_file():
-        script = task.get("prepare_script", "scripts/prepare_<task>.sh")
-        raise FileNotFoundError(
-            f"data.root={root} has no binarized data ({dict_file.name} missing). Prepare it with `{script}` "
-            f"(see docs/translation.md), point data.root (or ADAHESSIAN_DATA) at it, or use data.source=synthetic")
-    return root, data.get("sacrebleu_ref")
+    return check_real_data(data, task), data.get("sacrebleu_ref")
 
 
 # -- training log --------------------------------------------------------------------------------------------
