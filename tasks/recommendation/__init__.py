@@ -8,6 +8,7 @@ and a checkpoint. See docs/tasks_lm_dlrm.md.
 
 from __future__ import annotations
 
+import torch
 from omegaconf import OmegaConf
 
 from engine.task_api import MetricSpec, TorchTask
@@ -59,6 +60,12 @@ def build_with_info(cfg) -> tuple[TorchTask, dict]:
     train, test, info = load_splits(cfg)
     m = task_cfg.model
     sparse = use_sparse_embeddings(m.sparse_embeddings, cfg.optim)
+    if sparse:
+        # Opt out of torch's sparse invariant checks explicitly (the default, left implicit, makes torch print
+        # "Memory errors (e.g. SEGFAULT) will occur ..." at the first sparse gradient). The sparse tensors here
+        # are built by torch itself (embedding backward, Adagrad's update), valid by construction; checking them
+        # would cost time on every step.
+        torch.sparse.check_sparse_tensor_invariants.disable()
     model = DLRM(train.counts, m.embedding_dim, list(m.bottom_mlp), list(m.top_mlp), sparse_embeddings=sparse)
     train_batches = ClickBatches(train, cfg.trainer.batch_size, task_cfg.segments_per_pass, seed=cfg.seed)
     task = TorchTask(
