@@ -144,3 +144,14 @@ def test_markov_source_is_deterministic_and_its_entropy_rate_matches_the_dense_c
     assert np.abs(freq - p[tok]).max() < 0.02
     # Learnable: the best perplexity is far below the vocabulary size.
     assert math.exp(src.entropy_rate()) < 30 / 3
+
+
+def test_check_data_on_the_composed_task_config(tmp_path):
+    from helpers import compose_cfg
+
+    over = ["task=ptb_transformer", f"data.root={tmp_path}"]
+    with pytest.raises(FileNotFoundError, match="ptb.train.txt"):
+        check_data(compose_cfg([*over, "data.source=real"]))
+    check_data(compose_cfg([*over, "data.source=synthetic"]))
+    write_ptb(tmp_path)
+    check_data(compose_cfg([*over, "data.source=real"]))

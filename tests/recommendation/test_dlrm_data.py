@@ -267,3 +267,12 @@ def test_sparse_adagrad_run_prints_no_sparse_invariant_warning(tmp_path):
                           timeout=120, cwd=tmp_path, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Sparse invariant checks" not in proc.stderr and "SEGFAULT" not in proc.stderr
+
+
+def test_check_data_on_the_composed_task_config(prepared, tmp_path):
+    from helpers import compose_cfg
+
+    with pytest.raises(FileNotFoundError, match="Kaggle"):
+        check_data(compose_cfg(["task=criteo_dlrm", "data.source=real", f"data.root={tmp_path / 'none'}"]))
+    check_data(compose_cfg(["task=criteo_dlrm", "data.source=synthetic", f"data.root={tmp_path / 'none'}"]))
+    check_data(compose_cfg(["task=criteo_dlrm", "data.source=real", f"data.root={prepared}"]))

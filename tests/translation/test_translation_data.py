@@ -77,3 +77,14 @@ def test_missing_files_are_listed_with_how_to_prepare(data_bin, tmp_path):
     with pytest.raises(FileNotFoundError, match="missing: dict.de.txt, dict.en.txt, train.de-en.de.idx"):
         check_data(cfg_for(tmp_path / "nowhere"))
     check_data(cfg_for(tmp_path / "nowhere", source="synthetic"))
+
+
+@pytest.mark.parametrize("task,script", [("iwslt14", "prepare_iwslt14.sh"), ("wmt14", "prepare_wmt14.sh")])
+def test_check_data_on_the_composed_task_config(task, script, data_bin, tmp_path):
+    from helpers import compose_cfg
+
+    with pytest.raises(FileNotFoundError, match=script):
+        check_data(compose_cfg([f"task={task}", "data.source=real", f"data.root={tmp_path / 'none'}"]))
+    check_data(compose_cfg([f"task={task}", "data.source=synthetic", f"data.root={tmp_path / 'none'}"]))
+    if task == "iwslt14":  # the corpus is de-en
+        check_data(compose_cfg([f"task={task}", "data.source=real", f"data.root={data_bin}"]))

@@ -190,3 +190,12 @@ def test_check_data_reports_missing_data_and_skips_synthetic(tmp_path):
     with pytest.raises(FileNotFoundError, match="ImageFolder layout"):
         check_data(cfg_for("imagenet", tmp_path / "none"))
     check_data(cfg_for("imagenet", tmp_path / "none", source="synthetic"))
+
+
+@pytest.mark.parametrize("task", ["cifar10_resnet20", "cifar10_resnet32", "imagenet_resnet18"])
+def test_check_data_on_the_composed_task_config(task, tmp_path):
+    from helpers import compose_cfg
+
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "none")):
+        check_data(compose_cfg([f"task={task}", "data.source=real", f"data.root={tmp_path / 'none'}"]))
+    check_data(compose_cfg([f"task={task}", "data.source=synthetic", f"data.root={tmp_path / 'none'}"]))
