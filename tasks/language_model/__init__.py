@@ -56,7 +56,10 @@ def check_data(cfg) -> None:
     (FileNotFoundError / ValueError). Synthetic data needs nothing."""
     if cfg.data.source == "synthetic":
         return
-    check_ptb(cfg.data.root)
+    dataset = cfg.task.get("dataset", "ptb")
+    if dataset == "ptb":
+        check_ptb(cfg.data.root)
+    # another corpus (Wikitext-103) adds its check here; data.read_tokens/check_text_file are reusable
 
 
 def build_with_info(cfg) -> tuple[TorchTask, dict]:

@@ -163,6 +163,20 @@ def check_same_classes(train_dir: Path, eval_dir: Path) -> None:
                          f"between the splits: add the missing class folders or remove the extra ones")
 
 
+def check_no_empty_class(split_dir: Path) -> None:
+    """Every class folder holds at least one image (ImageFolder would stop at load time; this names them all)."""
+    import os
+
+    def has_image(d: Path) -> bool:
+        with os.scandir(d) as it:
+            return any(e.name.lower().endswith(datasets.folder.IMG_EXTENSIONS) for e in it)
+
+    empty = [c for c in class_folders(split_dir) if not has_image(split_dir / c)]
+    if empty:
+        raise ValueError(f"{split_dir}: class folders without images: {', '.join(empty[:5])}"
+                         f"{' ...' if len(empty) > 5 else ''}; every class needs images in every split")
+
+
 def image_loader(path: str) -> Image.Image:
     """torchvision's PIL loader, naming the file when it cannot be decoded (PIL's error does not)."""
     try:
@@ -288,6 +302,7 @@ def check(task_cfg, data_cfg) -> None:
         elif layout == "folders":
             check_same_classes(root / "train", root / "test")
             for split in ("train", "test"):
+                check_no_empty_class(root / split)
                 decode_all(root / split)
         elif not data_cfg.download:
             raise cifar10_missing(root)
@@ -295,6 +310,8 @@ def check(task_cfg, data_cfg) -> None:
         if not (_has_class_dirs(root / "train") and _has_class_dirs(root / "val")):
             raise imagenet_missing(root)
         check_same_classes(root / "train", root / "val")
+        for split in ("train", "val"):
+            check_no_empty_class(root / split)
     else:
         raise ValueError(f"task.dataset={task_cfg.dataset!r} is not allowed; choose cifar10 or imagenet")
 

@@ -63,7 +63,7 @@ def test_missing_ptb_says_where_it_looked_and_how_to_get_it(tmp_path):
 
 
 def ptb_cfg(root, source="real"):
-    return OmegaConf.create({"data": {"source": source, "root": str(root)}})
+    return OmegaConf.create({"task": {"dataset": "ptb"}, "data": {"source": source, "root": str(root)}})
 
 
 def test_empty_train_file_is_named_not_the_valid_file(tmp_path):
@@ -155,3 +155,8 @@ def test_check_data_on_the_composed_task_config(tmp_path):
     check_data(compose_cfg([*over, "data.source=synthetic"]))
     write_ptb(tmp_path)
     check_data(compose_cfg([*over, "data.source=real"]))
+
+
+def test_check_data_leaves_other_corpora_to_their_own_check(tmp_path):
+    cfg = OmegaConf.create({"task": {"dataset": "wikitext103"}, "data": {"source": "real", "root": str(tmp_path)}})
+    check_data(cfg)  # no ptb.*.txt demanded of another corpus

@@ -199,3 +199,11 @@ def test_check_data_on_the_composed_task_config(task, tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "none")):
         check_data(compose_cfg([f"task={task}", "data.source=real", f"data.root={tmp_path / 'none'}"]))
     check_data(compose_cfg([f"task={task}", "data.source=synthetic", f"data.root={tmp_path / 'none'}"]))
+
+
+@pytest.mark.parametrize("dataset,splits", [("cifar10", ["train", "test"]), ("imagenet", ["train", "val"])])
+def test_empty_class_folder_is_named_before_training(tmp_path, dataset, splits):
+    write_image_folder(tmp_path, splits, CLASSES[:3], n=1)
+    (tmp_path / splits[1] / CLASSES[2] / "0000.jpg").unlink()
+    with pytest.raises(ValueError, match=f"{tmp_path / splits[1]}: class folders without images: {CLASSES[2]}"):
+        check_data(cfg_for(dataset, tmp_path))
