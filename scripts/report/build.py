@@ -45,14 +45,31 @@ def _recipes(runs: pd.DataFrame, axis=()) -> pd.Series:
     return pd.Series([recipe_of(d, axis) for d in runs["deviations"]], index=runs.index, dtype=object)
 
 
-def in_recipe(runs: pd.DataFrame, recipe: tuple | None, defaults: DefaultsFn, axis=(), vary=None) -> pd.DataFrame:
+def in_recipe(runs: pd.DataFrame, recipe, defaults: DefaultsFn, axis=(), vary=None) -> pd.DataFrame:
     """The runs of one recipe variant. Records that say their deviations are taken at their word; records that
     cannot (schema 1, ``recipe`` None) are placed by the old test: swept hyperparameters at their conf/ defaults."""
     if runs.empty:
         return runs
     rec = _recipes(runs, axis)
-    sel = runs[rec.map(lambda r: r == recipe if recipe is not None else r is None)]
+    sel = runs[rec.map(lambda r: fits_recipe(r, recipe))]
     return at_defaults(sel, defaults, vary=vary) if recipe is None else sel
+
+
+def fits_recipe(r: tuple | None, recipe) -> bool:
+    """Whether a run's recipe ``r`` is ``recipe``: a tuple (exactly these deviations), None (unknown), or a
+    frozenset of keys (any deviations of these keys only: the runs of a sweep given overrides of these keys)."""
+    if recipe is None or r is None:
+        return recipe is None and r is None
+    if isinstance(recipe, frozenset):
+        return all(d.split("=", 1)[0] in recipe for d in r)
+    return r == tuple(recipe)
+
+
+def recipe_seen(runs: pd.DataFrame, recipe, axis=()) -> tuple | None:
+    """What a selection's recipe is, for its title: a frozenset of keys becomes the deviations the runs hold."""
+    if not isinstance(recipe, frozenset):
+        return recipe
+    return tuple(sorted({d for r in _recipes(runs, axis) if r for d in r}))
 
 
 def _excluded_notes(others: pd.DataFrame, scale: str, axis=(), sweep_axes=()) -> list[str]:
@@ -448,6 +465,7 @@ def sweep_table(runs: pd.DataFrame, kind: str | SweepKind, *, task: str, scale: 
             notes.append(f"Every planned run has a record (seeds {', '.join(map(str, seeds))}).")
     notes += _dup_note(sel.attrs.get("n_duplicates", 0)) + _failed_notes(sel, kind.param)
     notes += _excluded_notes(sel.attrs.get("others", sel.iloc[:0]), scale, axis=kind.axis, sweep_axes=SWEEP_AXES)
+    recipe = recipe_seen(sel, recipe, kind.axis)
     name = f"table{kind.table}_{kind.kind}_{task}{profile_suffix(scale, data_source)}{recipe_suffix(recipe)}"
     title = title_of(f"{kind.title}, {info['label']}", scale, data_source, recipe)
     return Table(name, title, data, disp["md"], disp["tex"], notes), data

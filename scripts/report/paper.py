@@ -27,6 +27,7 @@ ALTERNATIVES = {
         "axis": "task.schedule",
         "label": lambda cfg: ((cfg.get("task") or {}).get("schedule") or {}).get("name", "default"),
         "overrides": ["~task.schedule", "+task.schedule={name: multistep, milestones: [30, 60], gamma: 0.1}"],
+        "other": "multistep",  # the label of the runs these overrides make
     },
 }
 
