@@ -32,3 +32,18 @@ def test_user_outputs_are_ignored_and_shipped_results_are_not_in_them():
     assert not [t for t in tracked if t.startswith(("results/runs/", "results/tables/", "results/figures/",
                                                     "results/notebooks/", "results/demo/"))]
     assert "results/cpu/2026-11-28/bench_optim_cpu.md" in tracked
+
+
+def test_memory_peak_is_quiet():
+    # every torch.profiler session printed "USDT ... profiler_start" / "profiler_stop" (make bench: 120 lines)
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "KINETO_LOG_LEVEL"}
+    code = ("import torch\nfrom scripts.memory_peak import cpu_peak_mb\n"
+            "print(round(cpu_peak_mb(lambda: torch.ones(256, 1024) * 2), 1))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)},
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert float(r.stdout) >= 1.0  # 256 x 1024 float32 = 1 MiB, twice (ones, then the product)
+    assert "USDT" not in r.stderr and "profiler_start" not in r.stderr and "ERROR" not in r.stderr
