@@ -200,8 +200,10 @@ def matches_extra(config: dict, extra: list[str]) -> bool:
     for o in parse_overrides(extra):
         if o.is_sweep_override() or o.key_or_group.startswith("hydra") or "${" in o.input_line:
             continue
-        got = _leaf(config if isinstance(config, dict) else {}, o.key_or_group)
-        if got is not KeyError and not _same(got, o.value()):
+        got, want = _leaf(config if isinstance(config, dict) else {}, o.key_or_group), o.value()
+        if isinstance(got, dict) and not isinstance(want, dict):
+            continue  # a config-group choice (trainer=cpu): the record holds the group's content, not its name
+        if got is not KeyError and not _same(got, want):
             return False
     return True
 
