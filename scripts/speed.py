@@ -29,7 +29,6 @@ import re
 import statistics
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -40,7 +39,7 @@ from scripts.report.build import KINDS, sweep_table
 from scripts.report.cli import split_passthrough
 from scripts.report.defaults import hydra_defaults
 from scripts.report.figures import plot_speed
-from scripts.report.records import load_runs, profile_banner, profile_suffix, recipe_label, recipe_of
+from scripts.report.records import load_runs, on_axis, profile_banner, profile_suffix, recipe_of
 from scripts.report.render import DASH, Table, finite, fmt_diff, fmt_mean_std
 
 REPO = Path(__file__).resolve().parents[1]
@@ -308,16 +307,19 @@ def speed_table(df: pd.DataFrame, metric: pd.DataFrame | None, *, task: str, sca
     return Table(name, title, data, cells("md"), cells("tex"), notes)
 
 
-def metric_recipe(runs: pd.DataFrame, task: str, scale: str, data_source: str) -> tuple | None:
-    """The recipe whose every-N runs give the metric columns: the profile's own when it has such runs, else the
-    one with the most runs (a shortened sweep), else None (records that cannot say)."""
+def metric_recipe(runs: pd.DataFrame, task: str, scale: str, data_source: str):
+    """Which every-N runs give the metric columns: those of the profile's own recipe when there are any (recipe
+    ()), else every-N runs whatever else they changed (a frozenset of those keys: a shortened sweep), else None
+    (records that cannot say)."""
     axis = KINDS["every"].axis
     sel = runs[(runs["task"] == task) & (runs["scale"] == scale) & (runs["data_source"] == data_source)]
-    seen = Counter(recipe_of(d, axis) for d in sel["deviations"])
-    if () in seen or not seen:
+    devs = list(sel["deviations"])
+    if devs and all(d is None for d in devs):
+        return None
+    swept = [d for d in devs if d is not None and any(on_axis(x, axis) for x in d)]
+    if not swept or any(recipe_of(d, axis) == () for d in swept):
         return ()
-    known = [r for r in seen if r is not None]
-    return max(known, key=lambda r: seen[r]) if known else None
+    return frozenset(x.split("=", 1)[0] for d in swept for x in recipe_of(d, axis))
 
 
 def main(argv=None) -> int:
@@ -363,7 +365,8 @@ def main(argv=None) -> int:
     table = speed_table(df, metric, task=args.task, scale=args.scale, data_source=data_source, device=device,
                         steps=args.steps, repeats=args.repeats)
     if recipe:
-        table.notes.append(f"The metric columns come from every-N runs of a {recipe_label(recipe)}.")
+        table.notes.append("The metric columns come from every-N runs that also changed "
+                           f"{', '.join(sorted(recipe))} (not the {args.scale} recipe).")
     elif recipe is None:
         table.notes.append("The metric columns come from every-N records that do not say their recipe (schema 1).")
     paths = table.write(tables_dir)

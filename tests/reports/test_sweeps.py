@@ -302,3 +302,19 @@ def test_compare_table2_runs_both_imagenet_schedules():
         cfg = compose("config", overrides=["task=imagenet_resnet18", "optim=sgd",
                                            *[a for a in alt[0] if a.startswith(("~", "+"))]])
     assert cfg.task.schedule.name == "multistep" and list(cfg.task.schedule.milestones) == [30, 60]
+
+
+def test_speed_metric_comes_from_the_every_n_runs():
+    from scripts.speed import metric_recipe
+
+    def frame(devs):
+        return pd.DataFrame({"task": "t", "scale": "smoke", "data_source": "synthetic", "deviations": devs})
+
+    # schema-1 records: unknown; the profile's own every-N runs win over a shortened sweep's
+    assert metric_recipe(frame([None, None]), "t", "smoke", "synthetic") is None
+    assert metric_recipe(frame([("optim.update_each=2",), ("optim.update_each=3", "trainer.epochs=2")]),
+                         "t", "smoke", "synthetic") == ()
+    # only a shortened every-N sweep (other runs shortened alike do not decide): its runs, whatever N changed
+    got = metric_recipe(frame([("trainer.epochs=2",), ("optim.update_each=2", "trainer.epochs=2", "x.n=2")]),
+                        "t", "smoke", "synthetic")
+    assert got == frozenset({"trainer.epochs", "x.n"})
