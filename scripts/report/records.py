@@ -24,7 +24,8 @@ TIMING = ["hessian_step_s", "plain_step_s", "n_hessian_steps", "n_plain_steps", 
 BASE_COLUMNS = [
     "run_id", "key", "task", "task_family", "optim", "seed", "scale", "data_source", "status", "stale",
     "deviations", "metric_name", "higher_is_better", "best_metric", "final_metric", *TIMING,
-    "peak_memory_mb", "device", "n_evals", "started_at", "finished_at", "error", "path", "mtime", "config",
+    "peak_rss_mb", "peak_tensor_mb", "device", "n_evals", "started_at", "finished_at", "error", "path", "mtime",
+    "config",
 ]
 # When one experiment has several records, the outcome shown is the first status in this order, latest first.
 STATUS_PRIORITY = ["completed", "diverged", "running", "failed", "interrupted"]
@@ -50,7 +51,7 @@ def _owner_gone(rec: dict[str, Any]) -> bool:
     host) no longer exists. A record without owner information is not called stale."""
     if rec.get("status") != "running":
         return False
-    if rec.get("stale"):
+    if rec.get("_stale") or rec.get("stale"):  # engine.record.iter_records says so (owner pid and start time)
         return True
     owner = rec.get("owner") or {}
     pid, host = owner.get("pid", rec.get("pid")), owner.get("host", rec.get("host"))
@@ -63,6 +64,10 @@ def _owner_gone(rec: dict[str, Any]) -> bool:
     except OSError:  # exists, owned by someone else
         return False
     return False
+
+
+def _on_cuda(rec: dict[str, Any]) -> bool:
+    return not str(rec.get("device") or "cpu").lower().startswith("cpu")
 
 
 def flatten(rec: dict[str, Any]) -> dict[str, Any]:
@@ -87,8 +92,10 @@ def flatten(rec: dict[str, Any]) -> dict[str, Any]:
         "higher_is_better": metric.get("higher_is_better"),
         "best_metric": _num(rec.get("best_metric")),
         "final_metric": _num(rec.get("final_metric")),
-        # one meaning per name: the engine may record process memory and tensor memory separately
-        "peak_memory_mb": _num(rec.get("peak_memory_mb", rec.get("peak_rss_mb"))),
+        # one meaning per name: resident process memory, and tensor memory held by the CUDA allocator. Schema 1
+        # had one field, peak_memory_mb, meaning the first on CPU and the second on CUDA.
+        "peak_rss_mb": _num(rec.get("peak_rss_mb", None if _on_cuda(rec) else rec.get("peak_memory_mb"))),
+        "peak_tensor_mb": _num(rec.get("peak_tensor_mb", rec.get("peak_memory_mb") if _on_cuda(rec) else None)),
         "device": rec.get("device"),
         "n_evals": len(rec.get("history") or []),
         "started_at": rec.get("started_at"),
