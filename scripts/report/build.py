@@ -163,6 +163,11 @@ def _better_alternative(sel: pd.DataFrame, task: str, info: dict) -> tuple[pd.Da
     return keep, chosen, [note]
 
 
+def _variant_tag(variant) -> str:
+    """' (plateau)' after a cell of a task run both ways; nothing elsewhere."""
+    return f" ({variant})" if isinstance(variant, str) else ""
+
+
 def comparison_table(runs: pd.DataFrame, table: str, *, scale: str, data_source: str, defaults: DefaultsFn,
                      paper_dir=None, min_n: int = MIN_N_TEST, recipe: tuple | None = ()) -> Table:
     """Rows: optimizers; per task three columns: ours (mean ± std over seeds, n), the published value, and the
@@ -253,8 +258,7 @@ def comparison_table(runs: pd.DataFrame, table: str, *, scale: str, data_source:
         sub = data[data["task"] == task].set_index("optim")
         for f in FMTS:
             disp[f][info["label"]] = [fmt_ours(sub.loc[o], d, f, sig_mark(sub.loc[o, "p_value"]))
-                                      + (f" ({sub.loc[o, 'variant']})" if sub.loc[o, "variant"] else "")
-                                      for o in optims]
+                                      + _variant_tag(sub.loc[o, "variant"]) for o in optims]
             disp[f][f"{info['label']} paper"] = [fmt_mean_std(sub.loc[o, "paper_mean"], sub.loc[o, "paper_std"], d, f)
                                                   for o in optims]
             disp[f][f"{info['label']} {DELTA['md']}"] = [fmt_diff(sub.loc[o, "diff"], d, f) for o in optims]
