@@ -323,6 +323,7 @@ def test_imagenet_reports_the_better_schedule_per_optimizer(tmp_path):
                     deviations=step_devs)
     make_record(tmp_path, "imagenet_resnet18", "sgd", 2, 10.0, config=step, key="short",
                 deviations=[*step_devs, "trainer.epochs=1"])
+    make_record(tmp_path, "cifar10_resnet20", "sgd", 0, 91.0)  # a task run one way: no tag
     t = comparison_table(load_runs(tmp_path), "2", scale="paper", data_source="real", defaults=AH_DEFAULTS)
     d = t.data.set_index(["task", "optim"])
     assert d.loc[("imagenet_resnet18", "sgd"), "variant"] == "plateau"
@@ -332,6 +333,7 @@ def test_imagenet_reports_the_better_schedule_per_optimizer(tmp_path):
     md = t.md.set_index("Optimizer")
     assert md.loc["SGD", "ImageNet ResNet18"] == "70.10 ± 0.14 (n=2) (plateau)"
     assert md.loc["AdaHessian", "ImageNet ResNet18"] == "70.20 ± 0.28 (n=2) (multistep)"
+    assert md.loc["SGD", "CIFAR-10 ResNet20"] == "91.00 (n=1)"
     note = [n for n in t.notes if n.startswith("ImageNet ResNet18: the better of the task.schedule")][0]
     assert "SGD: multistep 69.20 (n=2), plateau 70.10 (n=2) -> plateau" in note
     assert any(n.startswith("Excluded: 1 run(s)") and "trainer.epochs=1" in n for n in t.notes)
