@@ -270,11 +270,12 @@ class SecondOrderOptimizer(Optimizer):
         return {k: g.get_state() for k, g in self._generators.items()}
 
     # ------------------------------------------------------------------ phase 1: the estimate
-    def supply_estimate(self, estimates: Mapping[int, Tensor] | None) -> None:
-        """Hand in the next step's raw (full-size, unscaled, not rank-averaged) estimates by ``id(param)``
-        instead of drawing them from the gradients' graphs, e.g. when they were computed during backward
-        (the fairseq plugin). Used once, by the next :meth:`estimate_hessian`."""
+    def supply_estimate(self, estimates: Mapping[int, Tensor] | None, *, reduced: bool = False) -> None:
+        """Hand in the next step's raw (full-size, unscaled) estimates by ``id(param)`` instead of drawing them
+        from the gradients' graphs, e.g. when they were computed during backward (the fairseq plugin). Used once,
+        by the next :meth:`estimate_hessian`; ``reduced=True``: already the same on every rank (not averaged)."""
         self._supplied = None if estimates is None else dict(estimates)
+        self._supplied_reduced = reduced
 
     def estimate_hessian(self, hessian_grads: Sequence[Tensor | None] | None = None, *,
                          hessian_scale: Tensor | float | None = None, grad_scale: Tensor | float | None = None,
@@ -288,6 +289,7 @@ class SecondOrderOptimizer(Optimizer):
         name = type(self).__name__
         self._rng_before_draw = None
         supplied, self._supplied = self._supplied, None
+        reduced = supplied is not None and getattr(self, "_supplied_reduced", False)
         t = self._t
         if hessian_grads is not None:
             all_params = [p for g in self.param_groups for p in g["params"]]
@@ -338,7 +340,7 @@ class SecondOrderOptimizer(Optimizer):
             mul_(ds, inverse_scale(scale))
         cs = [self.compress_estimate(d, g) for d, g in zip(ds, groups)]
         del ds
-        if is_distributed(self._process_group):
+        if not reduced and is_distributed(self._process_group):
             # Every rank must end with the same estimate: the mean of the local ones, in one collective.
             allreduce_mean_(cs, group=self._process_group)
         if under_scaler and not bool(torch.stack([c.isfinite().all() for c in cs]).all()):
