@@ -188,3 +188,29 @@ def test_member_of_a_combined_optimizer_estimates_before_anyone_moves():
     for a, b in zip(list(emb.parameters()) + list(mlp.parameters()),
                     list(emb2.parameters()) + list(mlp2.parameters())):
         assert torch.equal(a, b)
+
+
+def test_grad_scaler_gives_the_unscaled_update_and_sub_batch_estimates_work():
+    # The base's GradScaler protocol, for a subclass with a signed Gaussian estimate: power-of-two scaling of the
+    # gradient and of the Hessian-vector product is exact in float64.
+    out = []
+    for scaled in (False, True):
+        ws = [torch.nn.Parameter(t.clone()) for t in _init()]
+        opt = SophiaH(ws, **dict(KW, update_each=2))
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, enabled=scaled)
+        for _ in range(5):
+            scaler.scale(_loss(ws)).backward(create_graph=opt.needs_hessian())
+            scaler.step(opt)
+            scaler.update()
+            opt.zero_grad()
+        out.append(torch.cat([w.detach().reshape(-1) for w in ws]))
+    assert torch.allclose(out[0], out[1], rtol=1e-13, atol=1e-15)
+    # hessian_grads: the estimate from other graph-carrying gradients (here the same loss: the same result).
+    ws = [torch.nn.Parameter(t.clone()) for t in _init()]
+    opt = SophiaH(ws, **dict(KW, update_each=2))
+    for _ in range(5):
+        hg = torch.autograd.grad(_loss(ws), ws, create_graph=True) if opt.needs_hessian() else None
+        _loss(ws).backward()
+        opt.step(hessian_grads=hg)
+        opt.zero_grad()
+    assert torch.allclose(torch.cat([w.detach().reshape(-1) for w in ws]), out[0], rtol=1e-13, atol=1e-15)
