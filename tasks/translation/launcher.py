@@ -33,7 +33,14 @@ from omegaconf import DictConfig, OmegaConf
 from engine.session import Diverged, Run
 
 from . import average, scoring
-from .fairseq_args import TrainPlan, TranslationConfigError, effective_task, generate_argv, train_plan
+from .fairseq_args import (
+    TrainPlan,
+    TranslationConfigError,
+    effective_task,
+    generate_argv,
+    is_second_order,
+    train_plan,
+)
 from .synthetic import SyntheticSpec, write_corpus
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -229,7 +236,7 @@ def train(cfg: DictConfig, run: Run) -> None:
     data_dir, raw_refs = resolve_data(c, task, work, echo=echo)
     plan.argv[0] = str(data_dir)
 
-    semantics = task.get("hessian_semantics", "mean") if c["optim"]["name"] == "adahessian" else None
+    semantics = task.get("hessian_semantics", "mean") if is_second_order(c["optim"]["name"]) else None
     run.update(device=_device_name(plan), extra={
         "loss_semantics": semantics,
         "fairseq_train_argv": plan.argv,
