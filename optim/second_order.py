@@ -41,7 +41,8 @@ from torch.optim.optimizer import Optimizer, ParamsT, _default_to_fused_or_forea
 from .distributed import allreduce_mean_, is_distributed
 from .hutchinson import DISTRIBUTIONS, MissingGraphError, diag_estimate, probe_like
 
-__all__ = ["SecondOrderOptimizer", "release_graphs_", "state_dtype", "check_real", "check_int"]
+__all__ = ["SecondOrderOptimizer", "release_graphs_", "state_dtype", "check_real", "check_int", "check_betas",
+           "inverse_scale", "mul_"]
 
 HALF = (torch.float16, torch.bfloat16)
 _BASE_KEYS = ("update_each", "hessian_warmup_steps", "n_samples", "foreach")
