@@ -52,7 +52,8 @@ class SophiaH(SecondOrderOptimizer):
     parameterization of gamma. This class follows the paper.
 
     Paper defaults (Sec. 3.1, "For Sophia, we use beta1 = 0.96, beta2 = 0.99, eps = 1e-12 and update diagonal
-    Hessian every 10 steps"; gamma = 0.01 for Sophia-H). The paper tunes lr and weight decay per GPT-2 size only;
+    Hessian every 10 steps"; gamma = 0.01 for Sophia-H in the ICLR 2024 text, whose clip is the one above; v1 of the
+    paper clips at a threshold rho instead). The paper tunes lr and weight decay per GPT-2 size only;
     the suite's per-task values are in conf/task_optim/<task>_sophiah.yaml with their sources.
 
     Args:
