@@ -45,9 +45,9 @@ class SophiaH(SecondOrderOptimizer):
     correction and no spatial averaging. ``hessian_warmup_steps`` (every step a Hessian step during the first W)
     and ``n_samples`` (probes averaged per estimate) are the base's options; the paper has W = 0, one probe.
 
-    Where the authors' released code differs (github.com/Liuhong99/Sophia, ``sophia.py``, the SophiaH class of
-    its first commits; the later code ships only Sophia-G): it divides by ``gamma * relu(h) + 1e-12`` instead of
-    ``max(gamma * h, eps)``, bias-corrects m by ``1 - beta1^t``, and takes the estimate from the caller (no
+    Where the authors' released code differs (github.com/Liuhong99/Sophia, ``sophia.py``: the SophiaH class of
+    commit 01af183; later versions, e.g. 195a786, ship only Sophia-G): it divides by ``gamma * relu(h) + 1e-12``
+    instead of ``max(gamma * h, eps)``, bias-corrects m by ``1 - beta1^t``, and takes the estimate from the caller (no
     estimator inside), with defaults ``lr=1e-3, betas=(0.9, 0.99), weight_decay=1e-2`` under another
     parameterization of gamma. This class follows the paper.
 
