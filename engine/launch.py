@@ -25,7 +25,7 @@ from .trainer import PRECISIONS, seed_everything
 log = logging.getLogger("run")
 
 # Config fields that do not change the experiment's outcome: excluded from its key.
-_NOT_IN_KEY = ("paths", "logger", "resume", "skip_completed", "hydra")
+_NOT_IN_KEY = ("paths", "logger", "resume", "skip_completed", "hydra", "sources")
 _TRAINER_NOT_IN_KEY = ("progress", "device", "num_workers", "checkpoint", "log_every")
 # Keys of the optimizer config that are not hyperparameters (every other scalar key is one).
 _NOT_HPARAMS = ("_target_", "_partial_", "name")

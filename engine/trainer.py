@@ -326,7 +326,10 @@ def fit(cfg: DictConfig, run: Run, task: TorchTask) -> None:
                        f"  {metric} {scores[metric]:.2f}  best {run.record.data['best_metric']:.2f}")
         if not all(math.isfinite(v) for v in scores.values()):
             raise Diverged(f"non-finite evaluation {scores} after epoch {epoch + 1}")
-        schedule.after_epoch(scores[select_key])
+        if schedule.monitor is not None and schedule.monitor not in scores:
+            raise ValueError(f"task.schedule.monitor={schedule.monitor!r} is not a validation score; choose one of "
+                             f"{', '.join(scores)}")
+        schedule.after_epoch(scores[schedule.monitor or select_key])
         if tc.checkpoint and env.is_main:
             _atomic_torch_save({
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
