@@ -105,7 +105,9 @@ class Arg:
 class FairseqOptimizerSpec:
     fairseq_name: str  # --optimizer
     args: tuple[Arg, ...]
-    second_order: bool = False  # --loss-semantics from task.hessian_semantics; fp32 only
+    # Second-order optimizers (fp32 only) get --loss-semantics: "task" = task.hessian_semantics (AdaHessian: the
+    # authors' fork is a setting of AdaHessian's recipe), or a fixed value; None for first-order optimizers.
+    semantics: str | None = None
     refused: tuple[tuple[str, str], ...] = ()  # (key, message) refused when the key's value is true
 
 
@@ -121,10 +123,12 @@ FAIRSEQ_OPTIMIZERS: dict[str, FairseqOptimizerSpec] = {
         Arg("weight_decay", "--weight-decay", "float", 0.0), Arg("block_size", "--block-size", "int", 1),
         Arg("hessian_power", "--hessian-power", "float", 1.0), Arg("update_each", "--update-each", "int", 1),
         Arg("hessian_warmup_steps", "--hessian-warmup-steps", "int", 0), Arg("n_samples", "--n-samples", "int", 1),
-        Arg("average_conv_kernel", "--no-average-conv-kernel", "off_flag", True)), second_order=True),
+        Arg("average_conv_kernel", "--no-average-conv-kernel", "off_flag", True)), semantics="task"),
     "sophiah": FairseqOptimizerSpec("sophiah", (
         Arg("betas", "--sophiah-betas", "betas", (0.96, 0.99)), Arg("gamma", "--sophiah-gamma", "float", 0.01),
-        Arg("eps", "--sophiah-eps", "float", 1e-12), *_HESSIAN_ARGS), second_order=True),
+        # Sophia estimates the Hessian of the minibatch's mean loss (paper, Algorithm 1), whatever AdaHessian's
+        # recipe for this task says.
+        Arg("eps", "--sophiah-eps", "float", 1e-12), *_HESSIAN_ARGS), semantics="mean"),
     "adamw": FairseqOptimizerSpec("adam", (
         Arg("betas", "--adam-betas", "betas", (0.9, 0.999)), Arg("eps", "--adam-eps", "float", 1e-8),
         Arg("weight_decay", "--weight-decay", "float", 0.0))),
@@ -153,7 +157,18 @@ def _arg(optim: dict[str, Any], a: Arg) -> list[str]:
 
 def is_second_order(name: str) -> bool:
     spec = FAIRSEQ_OPTIMIZERS.get(name)
-    return bool(spec and spec.second_order)
+    return bool(spec and spec.semantics)
+
+
+def loss_semantics(name: str, task: dict[str, Any]) -> str | None:
+    """The plugin's ``--loss-semantics`` for optimizer ``name`` on ``task`` (None: a first-order optimizer)."""
+    spec = FAIRSEQ_OPTIMIZERS.get(name)
+    if spec is None or spec.semantics is None:
+        return None
+    semantics = task.get("hessian_semantics", "mean") if spec.semantics == "task" else spec.semantics
+    if semantics not in ("mean", "authors"):
+        raise TranslationConfigError(f"task.hessian_semantics={semantics!r} is not allowed; choose mean or authors")
+    return semantics
 
 
 def optimizer_args(optim: dict[str, Any], task: dict[str, Any]) -> list[str]:
@@ -168,11 +183,8 @@ def optimizer_args(optim: dict[str, Any], task: dict[str, Any]) -> list[str]:
     args = ["--optimizer", spec.fairseq_name]
     for a in spec.args:
         args += _arg(optim, a)
-    if spec.second_order:
-        semantics = task.get("hessian_semantics", "mean")
-        if semantics not in ("mean", "authors"):
-            raise TranslationConfigError(
-                f"task.hessian_semantics={semantics!r} is not allowed; choose mean or authors")
+    semantics = loss_semantics(name, task)
+    if semantics is not None:
         args += ["--loss-semantics", semantics]
     return args + ["--lr", _num(effective_lr(optim))]
 

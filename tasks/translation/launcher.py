@@ -38,7 +38,7 @@ from .fairseq_args import (
     TranslationConfigError,
     effective_task,
     generate_argv,
-    is_second_order,
+    loss_semantics,
     train_plan,
 )
 from .synthetic import SyntheticSpec, write_corpus
@@ -236,7 +236,7 @@ def train(cfg: DictConfig, run: Run) -> None:
     data_dir, raw_refs = resolve_data(c, task, work, echo=echo)
     plan.argv[0] = str(data_dir)
 
-    semantics = task.get("hessian_semantics", "mean") if is_second_order(c["optim"]["name"]) else None
+    semantics = loss_semantics(c["optim"]["name"], task)
     run.update(device=_device_name(plan), extra={
         "loss_semantics": semantics,
         "fairseq_train_argv": plan.argv,
