@@ -35,7 +35,14 @@ from engine.session import Diverged, Run
 from . import average, scoring
 from .console import WARNING_FILTERS, Console, sentence_done, updates_of
 from .data import check_data_bin, read_index
-from .fairseq_args import TrainPlan, TranslationConfigError, effective_task, generate_argv, train_plan
+from .fairseq_args import (
+    TrainPlan,
+    TranslationConfigError,
+    effective_task,
+    generate_argv,
+    loss_semantics,
+    train_plan,
+)
 from .synthetic import SyntheticSpec, write_corpus
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -248,7 +255,7 @@ def train(cfg: DictConfig, run: Run) -> None:
     data_dir, raw_refs = resolve_data(c, task, work, echo=echo)
     plan.argv[0] = str(data_dir)
 
-    semantics = task.get("hessian_semantics", "mean") if c["optim"]["name"] == "adahessian" else None
+    semantics = loss_semantics(c["optim"]["name"], task)
     run.update(device=_device_name(plan), extra={
         "loss_semantics": semantics,
         "fairseq_train_argv": plan.argv,
