@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+
+import optim
 
 from . import distributed
 from .provenance import git_state, library_versions
@@ -26,8 +27,8 @@ log = logging.getLogger("run")
 # Config fields that do not change the experiment's outcome: excluded from its key.
 _NOT_IN_KEY = ("paths", "logger", "resume", "skip_completed", "hydra", "sources")
 _TRAINER_NOT_IN_KEY = ("progress", "device", "num_workers", "checkpoint", "log_every")
-_HPARAM_KEYS = ("lr", "lr_scale", "weight_decay", "momentum", "betas", "eps", "block_size", "update_each",
-                "hessian_power", "hessian_warmup_steps", "n_samples")
+# Keys of the optimizer config that are not hyperparameters (every other scalar key is one).
+_NOT_HPARAMS = ("_target_", "_partial_", "name")
 
 
 class ConfigError(ValueError):
@@ -47,8 +48,21 @@ def _experiment_fields(cfg: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
+def _scalar_items(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        if isinstance(v, dict):
+            out.update(_scalar_items(v, f"{prefix}{k}."))
+        elif v is None or isinstance(v, (bool, int, float, str)) or (
+                isinstance(v, (list, tuple)) and all(isinstance(x, (bool, int, float, str)) for x in v)):
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def hparams_of(cfg: dict[str, Any]) -> dict[str, Any]:
-    h = {k: cfg["optim"][k] for k in _HPARAM_KEYS if k in cfg["optim"]}
+    """Every scalar (or list-of-scalars) key of the optimizer config, whatever the optimizer (nested per_set keys
+    dotted: ``per_set.embeddings.lr``), plus the trainer's Hessian batch fraction and precision."""
+    h = _scalar_items({k: v for k, v in cfg["optim"].items() if k not in _NOT_HPARAMS})
     h["hessian_batch_fraction"] = cfg["trainer"].get("hessian_batch_fraction", 1.0)
     h["precision"] = cfg["trainer"].get("precision", "fp32")
     return h
@@ -71,13 +85,37 @@ def validate(cfg: DictConfig) -> None:
     frac = cfg.trainer.get("hessian_batch_fraction", 1.0)
     if not 0.0 < frac <= 1.0:
         raise ConfigError(f"trainer.hessian_batch_fraction={frac!r} is not allowed; it must be in (0, 1]")
-    try:  # the optimizer validates its own arguments; try them on dummy parameters (one per named set)
+    validate_optim(cfg.optim)
+    task_family(cfg.task.family)
+
+
+def validate_optim(optim_cfg: DictConfig | dict[str, Any]) -> None:
+    """Build the optimizer on dummy parameters (one per named set) from the plain config, through the registry:
+    nothing the config names is imported or called before this passes, except the optimizer class itself."""
+    container = OmegaConf.to_container(optim_cfg, resolve=True) if isinstance(optim_cfg, DictConfig) else optim_cfg
+    name = container.get("name") if isinstance(container, dict) else None
+    try:
+        factory = optim.optimizer_factory(container)
         dummy = lambda: [torch.nn.Parameter(torch.zeros(2, 2))]  # noqa: E731
-        sets = cfg.optim.get("per_set") or {}
-        params = {**{name: dummy() for name in sets}, "_others": dummy()} if sets else dummy()
-        instantiate(cfg.optim)(params)
+        sets = container.get("per_set") or {}
+        params = {**{set_name: dummy() for set_name in sets}, "_others": dummy()} if sets else dummy()
+        factory(params)
     except (ValueError, TypeError) as e:
-        raise ConfigError(f"optim={cfg.optim.name}: {e}") from None
+        raise ConfigError(f"optim={name}: {e}") from None
+
+
+def task_family(family: str) -> Any:
+    """The task family package: ``vision`` -> ``tasks.vision``; a dotted import path (``my_pkg.my_family``) for a
+    family outside this repository. It must define ``train(cfg, run)``."""
+    module_name = family if "." in str(family) else f"tasks.{family}"
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ConfigError(f"task.family={family!r} does not import as {module_name} ({e}); use a family under "
+                          "tasks/ (vision, language_model, ...) or an import path my_pkg.my_family") from None
+    if not callable(getattr(module, "train", None)):
+        raise ConfigError(f"task.family={family!r}: module {module_name} has no train(cfg, run)")
+    return module
 
 
 def _resume_target(results_dir: Path, work_root: Path, key: str, resume: Any) -> RunRecord:
@@ -158,7 +196,7 @@ def launch(cfg: DictConfig, *, multirun: bool = False) -> str:
     run = Run(record, work_root / d["task"] / d["optim"] / d["run_id"], wandb_run)
 
     def body(r: Run) -> None:
-        family = importlib.import_module(f"tasks.{cfg.task.family}")
+        family = task_family(cfg.task.family)
         seed_everything(cfg.seed)  # model initialisation and anything else the task draws before training
         family.train(cfg, r)
 

@@ -7,8 +7,10 @@ from helpers import CONF, compose_cfg
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+import optim as optim_pkg
+
 TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
-OPTIMS = sorted(p.stem for p in (CONF / "optim").glob("*.yaml"))
+OPTIMS = list(optim_pkg.OPTIMIZERS)  # the registry is the one list of optimizers
 VISION = ["cifar10_resnet20", "cifar10_resnet32", "imagenet_resnet18"]
 
 
@@ -21,6 +23,19 @@ def test_every_task_optim_pair_composes_and_resolves(task, optim):
     assert container["task"]["metric"]["name"]
     assert container["data"]["source"] in ("real", "synthetic")
     assert callable(instantiate(cfg.optim))  # a _partial_ optimizer factory
+
+
+def test_conf_optim_holds_one_file_per_registered_optimizer():
+    files = {p.stem for p in (CONF / "optim").glob("*.yaml")}
+    assert files == set(OPTIMS) | {"by_path"}
+
+
+def test_optimizer_by_import_path_composes():
+    cfg = compose_cfg(["optim=by_path", "optim.name=torch.optim:NAdam", "optim.lr=0.002"])
+    import torch
+
+    opt = instantiate(cfg.optim)([torch.nn.Parameter(torch.zeros(2))])
+    assert type(opt) is torch.optim.NAdam and opt.param_groups[0]["lr"] == 0.002
 
 
 @pytest.mark.parametrize("profile", ["paper", "smoke"])

@@ -143,10 +143,10 @@ def test_iwslt14_runs_the_authors_dropout_and_semantics(optim):
     a = _argv("iwslt14", optim)
     assert (float(_value(a, "--dropout")), float(_value(a, "--attention-dropout")),
             float(_value(a, "--activation-dropout"))) == (0.3, 0.1, 0.1)
-    assert ("--loss-semantics" in a) == (optim == "adahessian")
+    assert ("--loss-semantics" in a) == (optim in ("adahessian", "sophiah"))
     if optim == "adahessian":
         assert _value(a, "--loss-semantics") == "authors"
-    wd = {"adahessian": 1e-4, "adamw": 1e-4, "adam": 0.0, "sgd": 1e-4}[optim]
+    wd = {"adahessian": 1e-4, "adamw": 1e-4, "adam": 0.0, "sgd": 1e-4, "sophiah": 1e-4}[optim]
     assert float(_value(a, "--weight-decay")) == wd
     paper = _argv("iwslt14", optim, "task.model.dropout_preset=paper")
     assert float(_value(paper, "--dropout")) == 0.0 and float(_value(paper, "--attention-dropout")) == 0.0
