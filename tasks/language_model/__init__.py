@@ -21,7 +21,7 @@ from .data import LMWindows, check_ptb, load_ptb, synthetic_splits
 from .metric import LMEvaluator
 from .model import TransformerLM, lm_loss
 from .tensorized import TensorizedTransformerLM
-from .wikitext import load_wikitext103
+from .wikitext import check_wikitext103, load_wikitext103
 
 PROFILE_KEYS = ("model",)
 ARCHS = ("tensorized", "standard")
@@ -79,7 +79,8 @@ def check_data(cfg) -> None:
     dataset = cfg.task.get("dataset", "ptb")
     if dataset == "ptb":
         check_ptb(cfg.data.root)
-    # another corpus (Wikitext-103) adds its check here; data.read_tokens/check_text_file are reusable
+    elif dataset == "wikitext103":
+        check_wikitext103(cfg.data.root)
 
 
 def build_with_info(cfg) -> tuple[TorchTask, dict]:

@@ -11,7 +11,7 @@ from helpers import compose_cfg
 
 from engine.launch import launch
 from scripts import prepare_wikitext103 as prep
-from tasks.language_model import effective_task
+from tasks.language_model import check_data, effective_task
 from tasks.language_model.wikitext import load_wikitext103
 
 # The real format: a leading space, tokens separated by single spaces, headings " = Title = ", blank lines " ".
@@ -139,3 +139,17 @@ def test_bad_files_are_named(tmp_path):
     (tmp_path / "wiki.test.tokens").write_bytes(b" caf\xe9 \n")  # Latin-1, not UTF-8
     with pytest.raises(ValueError, match=r"wiki.test.tokens is not UTF-8 text"):
         load_wikitext103(tmp_path)
+
+
+def test_check_data_names_missing_and_non_utf8_files(tmp_path):
+    # Contract 3 (launch calls it before the record exists): one line naming the files; synthetic needs nothing.
+    root = tmp_path / "wikitext-103"
+    cfg = compose_cfg(["task=wikitext103_transformer", "data.source=real", f"data.root={root}"])
+    with pytest.raises(FileNotFoundError, match="missing: wiki.train.tokens, wiki.valid.tokens, wiki.test.tokens"):
+        check_data(cfg)
+    check_data(compose_cfg(["task=wikitext103_transformer", "data.source=synthetic", f"data.root={root}"]))
+    write_wikitext(root)
+    check_data(cfg)
+    (root / "wiki.valid.tokens").write_bytes(" caf\xe9 \n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"wiki.valid.tokens is not UTF-8 text \(byte b'\\xe9' at offset 4\)"):
+        check_data(cfg)
