@@ -159,4 +159,6 @@ def test_check_data_on_the_composed_task_config(tmp_path):
 
 def test_check_data_leaves_other_corpora_to_their_own_check(tmp_path):
     cfg = OmegaConf.create({"task": {"dataset": "wikitext103"}, "data": {"source": "real", "root": str(tmp_path)}})
-    check_data(cfg)  # no ptb.*.txt demanded of another corpus
+    with pytest.raises(FileNotFoundError) as e:  # its own files are demanded (test_wikitext103.py), never ptb.*.txt
+        check_data(cfg)
+    assert "wiki.train.tokens" in str(e.value) and "ptb." not in str(e.value)
