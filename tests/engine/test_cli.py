@@ -33,6 +33,9 @@ def test_unknown_task_lists_the_choices(tmp_path):
     ("data.source=web", "error: data.source='web' is not allowed; choose one of real, synthetic"),
     ("optim.block_size=0",
      "error: optim=adahessian: AdaHessian: invalid block_size=0; allowed: an integer in [1, inf)"),
+    ("seed=abc", "error: seed='abc' is not allowed; it must be a non-negative integer"),
+    ("trainer.limit_train_batches=-1",
+     "error: trainer.limit_train_batches=-1 is not allowed; it must be null (no limit) or a positive integer"),
 ])
 def test_bad_value_is_one_clear_line_and_no_record(override, message, tmp_path):
     p = run_cli("trainer=smoke", override, tmp_path=tmp_path)
