@@ -216,7 +216,7 @@ def _resume_target(results_dir: Path, work_root: Path, key: str, resume: Any, co
         if owner_alive(target):
             raise ConfigError(f"resume: run {rid} is still running (pid {owner.get('pid')} on this host); "
                               "stop it first or wait for it to finish")
-        if resume is True:  # another host (or no owner field): cannot tell whether it still runs
+        if resume is True and not _requeued():  # another host (or no owner): cannot tell whether it still runs
             raise ConfigError(f"resume=true: run {rid} is marked running by {owner.get('host', 'an unknown host')}"
                               f"; if that process is gone, take the run over with resume={rid}")
     if not checkpoints_itself and not (work_root / target["task"] / target["optim"] / rid / "last.pt").exists():
@@ -224,12 +224,24 @@ def _resume_target(results_dir: Path, work_root: Path, key: str, resume: Any, co
     return RunRecord.load(target["_path"])
 
 
+def _requeued() -> bool:
+    """Whether this process is a SLURM job that was requeued (after preemption, a node failure, or by submitit)."""
+    try:
+        return int(os.environ.get("SLURM_RESTART_COUNT", "0")) > 0
+    except ValueError:
+        return False
+
+
 @contextmanager
-def _sigterm_interrupts():
-    """SIGTERM (SLURM before preemption or at the time limit) stops the run like Ctrl-C: recorded ``interrupted``,
-    resumable from its last checkpoint. Only the main thread can install a handler; elsewhere nothing changes."""
+def _sigterm_interrupts(run: Run):
+    """SIGTERM (SLURM before preemption or at the time limit) stops the run like Ctrl-C, recorded ``interrupted``
+    and resumable: the torch-native loop checkpoints after its current step first (``Run.defer_stop``). Only the
+    main thread can install a handler; elsewhere nothing changes."""
     def handler(signum, frame):
-        raise Terminated("SIGTERM")
+        if run.defer_stop:
+            run.stop_requested = "SIGTERM"
+        else:
+            raise Terminated("SIGTERM")
 
     try:
         previous = signal.signal(signal.SIGTERM, handler)
@@ -256,6 +268,18 @@ def launch(cfg: DictConfig, *, multirun: bool = False) -> str:
     work_root = Path(cfg.paths.work_dir)
 
     env = distributed.setup()
+    if not cfg.resume and _requeued() and env.is_main and any(
+            r.get("key") == key and r["status"] in _RESUMABLE and owner_alive(r) is not True
+            for r in iter_records(results_dir)):
+        # A requeued SLURM job (preempted, or requeued by submitit) runs its original command again: continue
+        # the run it interrupted instead of starting a second one.
+        log.info("requeued job (SLURM_RESTART_COUNT=%s): continuing this experiment's interrupted run",
+                 os.environ["SLURM_RESTART_COUNT"])
+        with _writable(cfg):
+            cfg.resume = True
+    if env.enabled:
+        with _writable(cfg):
+            cfg.resume = distributed.broadcast_object(cfg.resume)
     if cfg.skip_completed and not cfg.resume:
         done = find_completed(results_dir, key) if env.is_main else None
         if distributed.broadcast_object(done is not None):
@@ -319,7 +343,7 @@ def launch(cfg: DictConfig, *, multirun: bool = False) -> str:
         family.train(cfg, r)
 
     try:
-        with _sigterm_interrupts():
+        with _sigterm_interrupts(run):
             status = run_to_status(run, body)
     except KeyboardInterrupt:
         raise

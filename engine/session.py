@@ -37,6 +37,11 @@ class Run:
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.wandb = wandb_run
+        # SIGTERM: a loop that can checkpoint between steps sets ``defer_stop``; the signal then only sets
+        # ``stop_requested`` and the loop checkpoints after the current step and raises Terminated itself.
+        # Otherwise the signal raises Terminated at once.
+        self.defer_stop = False
+        self.stop_requested: str | None = None
 
     @property
     def run_id(self) -> str:

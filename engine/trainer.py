@@ -37,7 +37,7 @@ from .measure import peak_memory, timing_summary
 from .provenance import device_name
 from .record import selection
 from .schedules import Schedule
-from .session import Diverged, Run, RunFailed
+from .session import Diverged, Run, RunFailed, Terminated
 from .task_api import TorchTask
 
 # trainer.precision -> autocast dtype (None: no autocast). engine/launch.py validates the choice, once.
@@ -222,6 +222,11 @@ class TrainState:
     hessian_times: list[float] = field(default_factory=list)
     plain_times: list[float] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)  # the record's evaluation rows so far
+    # A checkpoint taken inside an epoch (on SIGTERM): batches of the epoch already trained on, their losses, and
+    # the random state after the last of them (resume replays the data to that point, then restores it).
+    batch_in_epoch: int = 0
+    epoch_losses: list[float] = field(default_factory=list)
+    rng: dict[str, Any] | None = None
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -229,6 +234,7 @@ class TrainState:
             "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict() if self.scaler else None,
             "epoch": self.epoch, "step": self.step, "wall": self.wall, "samples": self.samples,
             "hessian_times": self.hessian_times, "plain_times": self.plain_times, "history": self.history,
+            "batch_in_epoch": self.batch_in_epoch, "epoch_losses": self.epoch_losses, "rng": self.rng,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -240,9 +246,37 @@ class TrainState:
         self.epoch, self.step, self.wall, self.samples = state["epoch"], state["step"], state["wall"], state["samples"]
         self.hessian_times, self.plain_times = list(state["hessian_times"]), list(state["plain_times"])
         self.history = list(state["history"])
+        self.batch_in_epoch = state.get("batch_in_epoch", 0)
+        self.epoch_losses, self.rng = list(state.get("epoch_losses") or []), state.get("rng")
 
     def timing(self) -> dict[str, Any]:
         return timing_summary(self.hessian_times, self.plain_times, self.samples, self.wall)
+
+
+def rng_state() -> dict[str, Any]:
+    """Every global random stream the loop draws from, in types ``torch.load(weights_only=True)`` accepts."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
+            else [], "numpy": [name, keys.tolist(), pos, has_gauss, cached], "python": random.getstate()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _stop_requested(run: Run, env: distributed.DistEnv) -> bool:
+    """Whether SIGTERM arrived; under torchrun, on any rank (all ranks must stop after the same step)."""
+    if not env.enabled:
+        return run.stop_requested is not None
+    flag = torch.tensor([1.0 if run.stop_requested else 0.0])
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
@@ -301,6 +335,15 @@ def fit(cfg: DictConfig, run: Run, task: TorchTask) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
+    def checkpoint() -> None:
+        state.history = run.record.data["history"]
+        if tc.checkpoint and env.is_main:
+            save_checkpoint(state.state_dict(), run.checkpoint_path)
+        if env.enabled:
+            dist.barrier()  # no rank runs ahead of rank 0's checkpoint
+
+    run.defer_stop = True  # SIGTERM: finish the step, checkpoint, then stop (see _stop_requested)
+    skip = state.batch_in_epoch  # resumed inside an epoch: batches already trained on
     metric = task.metric.name
     last_metric = "-"  # the latest evaluation, shown on the progress bar
     for epoch in range(state.epoch, tc.epochs):
@@ -313,12 +356,16 @@ def fit(cfg: DictConfig, run: Run, task: TorchTask) -> None:
         if sampler is not None:
             sampler.set_epoch(epoch)
         model.train()
-        losses: list[float] = []
+        losses: list[float] = list(state.epoch_losses) if skip else []
         bar = tqdm(train_loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tc.epochs}",
                    disable=not (tc.progress and env.is_main), leave=False, dynamic_ncols=True)
         for i, batch in enumerate(bar):
             if (limit and i >= limit) or (tc.max_steps and state.step >= tc.max_steps):
                 break
+            if i < skip:  # drawn as before the stop (same order, same augmentation), not trained on again
+                if i == skip - 1:
+                    set_rng_state(state.rng)
+                continue
             batch = to_device(batch, device)
             _sync(device)
             t0 = time.perf_counter()
@@ -343,7 +390,12 @@ def fit(cfg: DictConfig, run: Run, task: TorchTask) -> None:
                             sps=f"{n * env.world_size / dt:.0f}")
             if state.step % tc.log_every == 0:
                 run.log_metrics({"train/loss": loss, "train/lr": lr, "train/samples_per_s": n / dt}, step=state.step)
+            if _stop_requested(run, env):
+                state.batch_in_epoch, state.epoch_losses, state.rng = i + 1, losses, rng_state()
+                checkpoint()
+                raise Terminated(run.stop_requested or "SIGTERM")
         bar.close()
+        skip = 0
 
         # -- evaluate and record --------------------------------------------------------------------------------
         scores = task.evaluate(model, task.val_loader, device, tc.limit_val_batches)
@@ -362,8 +414,7 @@ def fit(cfg: DictConfig, run: Run, task: TorchTask) -> None:
         schedule.after_epoch(scores[select_key])
 
         # -- checkpoint ---------------------------------------------------------------------------------------
-        state.epoch, state.history = epoch + 1, run.record.data["history"]
-        if tc.checkpoint and env.is_main:
-            save_checkpoint(state.state_dict(), run.checkpoint_path)
-        if env.enabled:
-            dist.barrier()  # no rank runs ahead of rank 0's checkpoint
+        state.epoch, state.batch_in_epoch, state.epoch_losses, state.rng = epoch + 1, 0, [], None
+        checkpoint()
+        if _stop_requested(run, env):  # SIGTERM during the evaluation: the epoch's checkpoint is the resume point
+            raise Terminated(run.stop_requested or "SIGTERM")

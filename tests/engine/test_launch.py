@@ -14,6 +14,7 @@ import sys
 import pytest
 import torch
 from helpers import compose_cfg
+from vision_files import write_cifar_python
 
 import engine.resources
 import engine.trainer
@@ -135,28 +136,64 @@ def test_resume_refuses_a_run_whose_owner_is_alive_and_takes_over_a_stale_one(tm
     assert after["run_id"] == rec["run_id"] and after["owner"]["pid"] == os.getpid()
 
 
-def test_sigterm_records_interrupted_and_the_run_resumes(tmp_path, smoke_overrides, monkeypatch):
-    over = [*BASE, *smoke_overrides, "trainer.epochs=2"]
+@pytest.mark.parametrize("task", ["cifar10_resnet20", "ptb_transformer"])
+def test_sigterm_checkpoints_after_the_step_and_resume_equals_uninterrupted(task, tmp_path, smoke_overrides,
+                                                                           monkeypatch):
+    if task == "cifar10_resnet20":  # real-format files: random crops and flips draw from the global RNG
+        write_cifar_python(tmp_path / "cifar", n_per_batch=8)
+        extra = ["optim=adahessian", "data.source=real", f"data.root={tmp_path / 'cifar'}"]
+    else:  # dropout draws from the global RNG inside every step
+        extra = ["optim=adamw"]
+    over = [f"task={task}", *smoke_overrides, "trainer.epochs=2", *extra]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert launch(compose_cfg([*over, f"paths.results_dir={full}/results", f"paths.work_dir={full}/ck"])) == \
+        "completed"
     real_step, calls = engine.trainer.train_step, {"n": 0}
 
     def terminated_step(*a, **k):
         calls["n"] += 1
-        if calls["n"] == 3:  # first step of epoch 2, after epoch 1's checkpoint
+        if calls["n"] == 3:  # SIGTERM arrives during the first step of epoch 2
             os.kill(os.getpid(), signal.SIGTERM)
         return real_step(*a, **k)
 
     monkeypatch.setattr(engine.trainer, "train_step", terminated_step)
+    cut_over = [*over, f"paths.results_dir={cut}/results", f"paths.work_dir={cut}/ck"]
     with pytest.raises(KeyboardInterrupt):
-        launch(compose_cfg(over))
-    (rec,) = records(tmp_path)
+        launch(compose_cfg(cut_over))
+    (rec,) = records(cut)
     assert (rec["status"], rec["error"], len(rec["history"])) == ("interrupted", "SIGTERM", 1)
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the run's only
-    (ckpt,) = glob.glob(str(tmp_path / "checkpoints/*/*/*/last.pt"))
-    assert torch.load(ckpt, weights_only=True)["epoch"] == 1  # the suite's checkpoints need no pickle
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler lives only as long as the run
+    (ckpt,) = glob.glob(str(cut / "ck/*/*/*/last.pt"))
+    state = torch.load(ckpt, weights_only=True)  # the suite's checkpoints need no pickle
+    assert (state["epoch"], state["batch_in_epoch"], state["step"]) == (1, 1, 3)  # the step was finished, then saved
     monkeypatch.setattr(engine.trainer, "train_step", real_step)
-    assert launch(compose_cfg([*over, "resume=true"])) == "completed"
+    assert launch(compose_cfg([*cut_over, "resume=true"])) == "completed"
+    (a,), (b,) = records(full), records(cut)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "time_s"} for r in h]  # noqa: E731
+    assert b["run_id"] == rec["run_id"] and strip(a["history"]) == strip(b["history"])
+    pa = torch.load(glob.glob(str(full / "ck/*/*/*/last.pt"))[0], weights_only=True)["model"]
+    pb = torch.load(ckpt, weights_only=True)["model"]
+    for k in pa:
+        assert torch.equal(pa[k], pb[k]), k
+
+
+def test_a_requeued_slurm_job_continues_its_interrupted_run(tmp_path, smoke_overrides, monkeypatch):
+    over = [*BASE, *smoke_overrides, "trainer.epochs=1"]
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    assert launch(compose_cfg(over)) == "completed"  # nothing to continue: a requeued job starts normally
+    (path,) = record_files(tmp_path)
+    data = json.loads(open(path).read())
+    data.update(status="running", owner={"host": "node-that-died.invalid", "pid": 1, "pid_start": "1"})
+    open(path, "w").write(json.dumps(data))
+    assert launch(compose_cfg(over)) == "completed"  # the same command, requeued: it takes the run over
     (rec,) = records(tmp_path)
-    assert [r["step"] for r in rec["history"]] == [2, 4]
+    assert rec["run_id"] == data["run_id"] and rec["owner"]["host"] == socket.gethostname()
+    monkeypatch.delenv("SLURM_RESTART_COUNT")
+    data["status"] = "running"
+    open(path, "w").write(json.dumps(data))
+    with pytest.raises(ConfigError, match="marked running by node-that-died.invalid; if that process is gone, "
+                                          f"take the run over with resume={data['run_id']}"):
+        launch(compose_cfg([*over, "resume=true"]))
 
 
 def test_full_disk_during_a_checkpoint_records_failed_with_its_cause(tmp_path, smoke_overrides, monkeypatch):
