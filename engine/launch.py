@@ -96,14 +96,13 @@ def validate(cfg: DictConfig) -> None:
     precision = tc.get("precision", "fp32")
     if precision not in PRECISIONS:
         raise ConfigError(f"trainer.precision={precision!r} is not allowed; choose one of {', '.join(PRECISIONS)}")
-    if cfg.task.family != "translation":  # fairseq picks its own devices (tasks/translation/fairseq_args.py)
-        try:
-            device = resolve_device(tc.device, distributed.env().local_rank)
-        except (ValueError, RuntimeError) as e:
-            raise ConfigError(str(e).splitlines()[0]) from None
-        if precision == "fp16" and device.type != "cuda":
-            raise ConfigError(f"trainer.precision='fp16' needs CUDA (GradScaler) but the device is {device}; "
-                              "on CPU use bf16 or fp32")
+    try:  # also for translation: fairseq gets the same devices (tasks/translation/fairseq_args.py)
+        device = resolve_device(tc.device, distributed.env().local_rank)
+    except (ValueError, RuntimeError) as e:
+        raise ConfigError(str(e).splitlines()[0]) from None
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError(f"trainer.precision='fp16' needs CUDA (GradScaler) but the device is {device}; "
+                          "on CPU use bf16 or fp32")
     frac = tc.get("hessian_batch_fraction", 1.0)
     if not 0.0 < frac <= 1.0:
         raise ConfigError(f"trainer.hessian_batch_fraction={frac!r} is not allowed; it must be in (0, 1]")
