@@ -44,6 +44,12 @@ def free_cores(local_processes: int = 1) -> int:
     return max(1, (n - min(busy, n - 1)) // max(1, local_processes))
 
 
+def auto_workers(local_processes: int = 1) -> int:
+    """``num_workers: auto``: one data-loader worker per usable core but one (the training step's), at most 4 (the
+    paper's setting)."""
+    return min(4, max(0, usable_cores() // max(1, local_processes) - 1))
+
+
 def choose(threads: int | str, workers: int | str, local_processes: int = 1) -> tuple[int, int, str]:
     """(intra-op threads, data-loader workers, one log line saying what was chosen and why).
 
@@ -51,7 +57,7 @@ def choose(threads: int | str, workers: int | str, local_processes: int = 1) -> 
     step at least one core; ``auto`` threads: the free cores not given to workers (at least 1).
     """
     usable, free = usable_cores() // max(1, local_processes), free_cores(local_processes)
-    n_workers = min(4, max(0, usable - 1)) if workers == "auto" else int(workers)
+    n_workers = auto_workers(local_processes) if workers == "auto" else int(workers)
     n_threads = max(1, free - n_workers) if threads == "auto" else int(threads)
     line = (f"CPU: {n_threads} intra-op thread(s) ({threads}), {n_workers} data-loader worker(s) ({workers}); "
             f"{max(1, usable)} usable core(s) and {free} free per process")

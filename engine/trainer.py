@@ -411,7 +411,10 @@ def fit(cfg: DictConfig, run: Run, task: TorchTask) -> None:
                        f"{_fmt(run.record.data['best_metric'], '.2f')}")
         if not all(math.isfinite(v) for v in scores.values()):
             raise Diverged(f"non-finite evaluation {scores} after epoch {epoch + 1}")
-        schedule.after_epoch(scores[select_key])
+        if schedule.monitor is not None and schedule.monitor not in scores:
+            raise ValueError(f"task.schedule.monitor={schedule.monitor!r} is not a validation score; choose one of "
+                             f"{', '.join(scores)}")
+        schedule.after_epoch(scores[schedule.monitor or select_key])
 
         # -- checkpoint ---------------------------------------------------------------------------------------
         state.epoch, state.batch_in_epoch, state.epoch_losses, state.rng = epoch + 1, 0, [], None

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from engine.task_api import MetricSpec, TorchTask
 from engine.trainer import fit
 
-from .data import LMWindows, load_ptb, synthetic_splits
+from .data import LMWindows, check_ptb, load_ptb, synthetic_splits
 from .metric import LMEvaluator
 from .model import TransformerLM, lm_loss
 
@@ -49,6 +49,17 @@ def load_splits(cfg):
         return source.vocab_size, ids, {"source": "synthetic", "vocab_size": source.vocab_size}
     vocab, ids = load_ptb(cfg.data.root)
     return len(vocab), ids, {"source": "real", "root": str(cfg.data.root), "vocab_size": len(vocab)}
+
+
+def check_data(cfg) -> None:
+    """Before a run record exists: the corpus files are present, not empty and UTF-8, or one line naming the file
+    (FileNotFoundError / ValueError). Synthetic data needs nothing."""
+    if cfg.data.source == "synthetic":
+        return
+    dataset = cfg.task.get("dataset", "ptb")
+    if dataset == "ptb":
+        check_ptb(cfg.data.root)
+    # another corpus (Wikitext-103) adds its check here; data.read_tokens/check_text_file are reusable
 
 
 def build_with_info(cfg) -> tuple[TorchTask, dict]:
