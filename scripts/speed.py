@@ -67,7 +67,10 @@ def compose_all(overrides: dict[str, list[str]]):
 
 
 def build_task(cfg):
+    from engine.launch import resolve_cpu_auto
     from engine.trainer import seed_everything
+
+    resolve_cpu_auto(cfg)  # trainer.num_workers=auto -> a number (this script sets its own thread count)
 
     family = importlib.import_module(f"tasks.{cfg.task.family}")
     if not hasattr(family, "build"):

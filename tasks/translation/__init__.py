@@ -7,6 +7,9 @@ docs/translation.md.
 
 from __future__ import annotations
 
+# fairseq writes and resumes its own checkpoints (checkpoint_last.pt in the run directory), not the engine's last.pt.
+CHECKPOINTS_ITSELF = True
+
 
 def check_data(cfg) -> None:
     """Before a run record exists: the binarized data of ``data.root`` is complete and each ``.bin`` as long as

@@ -227,6 +227,16 @@ class Devices:
     name: str = "cpu"
 
 
+def _workers(value: Any) -> int:
+    """trainer.num_workers for fairseq: a number, or ``auto`` (launch resolves it first; a plan built directly
+    from a composed config resolves it here, by the same rule)."""
+    if value == "auto":
+        from engine.resources import auto_workers
+
+        return auto_workers()
+    return int(value or 0)
+
+
 def resolve_devices(trainer: dict[str, Any], task: dict[str, Any], cuda_count: int) -> Devices:
     spec = str(trainer.get("device", "auto"))
     if spec == "cpu" or (spec == "auto" and cuda_count == 0):
@@ -326,7 +336,7 @@ def train_plan(cfg: dict[str, Any], data_dir: Path | str, save_dir: Path | str, 
     average_last = int(task.get("average_last", 1))
     argv += ["--keep-last-epochs", str(average_last), "--keep-interval-updates", str(average_last),
              "--save-dir", str(save_dir), "--clip-norm", _num(float(trainer.get("grad_clip", 0.0))),
-             "--num-workers", str(int(trainer.get("num_workers", 1) or 0)),
+             "--num-workers", str(_workers(trainer.get("num_workers", 1))),
              "--log-format", "json", "--log-interval", str(int(trainer.get("log_every", 50))),
              "--distributed-world-size", str(devices.world_size)]
     if devices.world_size > 1:

@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+from engine.measure import peak_rss_mb, timing_summary
 from engine.session import Diverged, Run
 
 from . import average, scoring
@@ -138,7 +139,6 @@ class TrainMonitor:
         self.inner_losses: list[float] = []   # train_inner losses since the last validation
         self.last_lr: float | None = None
         self.diverged: str | None = None
-        self.resumed_at: int | None = None
         self.t0 = time.time()
 
     def _finite(self, name: str, value: Any, where: str) -> None:
@@ -152,7 +152,6 @@ class TrainMonitor:
             return
         tag, stats = parsed
         if tag == "loaded":
-            self.resumed_at = stats["updates"]
             # Rows logged after the checkpoint we resume from were never checkpointed: drop them, and any test
             # row of an earlier attempt (the averaged model is evaluated again at the end).
             self.rows = [r for r in self.rows if (r.get("step") or 0) <= stats["updates"] and "eval" not in r]
@@ -201,16 +200,16 @@ def read_step_log(path: Path, upto: int | None = None) -> list[dict[str, Any]]:
 
 
 def timing_from_steps(steps: list[dict[str, Any]]) -> tuple[dict[str, Any], float | None, dict[str, Any]]:
-    """(record timing, peak memory MB, extra timing facts) from the plugin's per-update log."""
+    """(record timing, the plugin's peak memory MB, extra timing facts) from the plugin's per-update log.
+
+    The timing is the engine's one summary. The plugin's peak memory is the CUDA allocator peak on GPU and the
+    process's resident memory on CPU.
+    """
     hess = [s["dt"] for s in steps if s["hessian"]]
     plain = [s["dt"] for s in steps if not s["hessian"]]
     wall = sum(s["dt"] for s in steps)
-    sentences = sum(s["nsentences"] for s in steps)
     tokens = sum(s["ntokens"] for s in steps)
-    med = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
-    timing = {"hessian_step_s": med(hess), "plain_step_s": med(plain), "n_hessian_steps": len(hess),
-              "n_plain_steps": len(plain), "samples_per_s": sentences / wall if wall > 0 else None,
-              "wall_s": wall}
+    timing = timing_summary(hess, plain, sum(s["nsentences"] for s in steps), wall)
     peak = max((s.get("peak_memory_mb") or 0.0 for s in steps), default=None)
     return timing, peak, {"tokens_per_s": tokens / wall if wall > 0 else None, "updates": len(steps)}
 
@@ -279,7 +278,9 @@ def train(cfg: DictConfig, run: Run) -> None:
                                  on_line=lambda line: (monitor.on_line(line), console(line)))
     steps = read_step_log(step_log)
     timing, peak, timing_extra = timing_from_steps(steps)
-    run.update(timing=timing, peak_memory_mb=peak,
+    # One meaning per record field: resident memory of the fairseq processes; allocator bytes only on GPU.
+    run.update(timing=timing, peak_rss_mb=peak_rss_mb(children=True),
+               peak_tensor_mb=None if plan.devices.cpu else peak,
                extra={"train_process_s": round(time.time() - t_start, 1), **timing_extra})
     text = "\n".join(tail)
     if monitor.diverged or (rc != 0 and any(m in text for m in DIVERGENCE_MARKERS)):

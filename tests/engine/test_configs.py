@@ -46,6 +46,21 @@ def test_trainer_profiles_compose(profile):
         assert cfg.trainer.epochs == 160 and cfg.trainer.batch_size == 256
 
 
+def test_smoke_profile_is_the_paper_profile_with_stated_differences():
+    import yaml
+
+    smoke_file = yaml.safe_load((CONF / "trainer" / "smoke.yaml").read_text())
+    assert smoke_file["defaults"] == ["paper", "_self_"]
+    paper = OmegaConf.to_container(compose_cfg(["trainer=paper"]).trainer, resolve=True)
+    smoke = OmegaConf.to_container(compose_cfg(["trainer=smoke"]).trainer, resolve=True)
+    assert set(smoke) == set(paper)
+    stated = {k for k in smoke_file if k != "defaults"}
+    assert {k for k in smoke if smoke[k] != paper[k]} <= stated  # every difference is written in smoke.yaml
+    assert all(smoke[k] == smoke_file[k] for k in stated)
+    assert stated - {"name"} <= {"epochs", "batch_size", "limit_train_batches", "limit_val_batches", "num_workers",
+                                 "log_every"}  # only what makes it a smoke run
+
+
 def test_default_is_the_paper_cifar10_adahessian_run():
     cfg = compose_cfg([])
     o = cfg.optim
