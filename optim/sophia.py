@@ -71,6 +71,8 @@ class SophiaH(SecondOrderOptimizer):
         seed, process_group: as :class:`optim.second_order.SecondOrderOptimizer`.
     """
 
+    display_name = "Sophia-H"  # the name in tables and legends (scripts/report/paper.optim_label)
+
     probe_distribution = "gaussian"  # Algorithm 1: u ~ N(0, I_d)
     absolute_estimate = False  # u * (H u), signed and unbiased
 

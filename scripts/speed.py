@@ -54,7 +54,17 @@ def config_overrides(task: str, scale: str, data_source: str, every: list[int],
     for n in every:
         # no warm-up phase of Hessian-every-step here: the cost of N is what is measured
         out[f"adahessian_n{n}"] = [*base, "optim=adahessian", f"optim.update_each={n}", "optim.hessian_warmup_steps=0"]
+    for name in other_second_order():
+        # every other registered second-order optimizer at its own recipe's Hessian interval (Sophia-H: k = 10)
+        out[name] = [*base, f"optim={name}", "optim.hessian_warmup_steps=0"]
     return out
+
+
+def other_second_order() -> list[str]:
+    """The registered second-order optimizers besides AdaHessian (from the registry: a new one gets its row)."""
+    import optim
+
+    return [n for n, cls in optim.REGISTRY.items() if n != "adahessian" and optim.is_second_order(cls)]
 
 
 def compose_all(overrides: dict[str, list[str]]):
@@ -107,7 +117,7 @@ class Contender:
         from engine.trainer import build_optimizer
 
         self.name, self.cfg, self.device = name, cfg, device
-        self.every = int(cfg.optim.get("update_each", 1) or 1) if cfg.optim.name == "adahessian" else 1
+        self.every = int(cfg.optim.get("update_each", 1) or 1)  # first-order configs have no update_each: 1
         if task.param_sets is not None:  # parameter sets point into the model: build the task anew
             self.task = build_task(cfg)
             self.task.model.to(device)
@@ -172,6 +182,7 @@ def measure_time(cfgs: dict, steps: int, warmup: int, repeats: int) -> tuple[pd.
     for c in contenders:
         every_n = c.every if c.cfg.optim.name == "adahessian" else None
         rows.append({"config": c.name, "optim": c.cfg.optim.name, "every_n": every_n,
+                     "hessian_every": c.every if c.hessian_s else None,
                      "step_s": statistics.median(c.blocks), "step_s_rounds": c.blocks,
                      "hessian_step_s": statistics.median(c.hessian_s) if c.hessian_s else None,
                      "plain_step_s": statistics.median(c.plain_s) if c.plain_s else None,
@@ -248,7 +259,8 @@ def speed_table(df: pd.DataFrame, metric: pd.DataFrame | None, *, task: str, sca
     pub = pub[pub["task"] == task].set_index("every_n_steps")
     has_pub = len(pub) > 0
     data = df.copy()
-    data["theory_x_sgd"] = [1 + 1 / n if finite(n) else math.nan for n in data["every_n"]]
+    every = data["hessian_every"] if "hessian_every" in data else data["every_n"]
+    data["theory_x_sgd"] = [1 + 1 / n if finite(n) else math.nan for n in every]
     for col, src in [("paper_x_sgd", "measured_x_sgd"), ("paper_x_adam", "measured_x_adam"),
                      ("paper_metric_mean", "top1_acc_mean"), ("paper_metric_std", "top1_acc_std")]:
         data[col] = [pub.loc[int(n), src] if finite(n) and int(n) in pub.index else math.nan for n in data["every_n"]]
@@ -262,7 +274,9 @@ def speed_table(df: pd.DataFrame, metric: pd.DataFrame | None, *, task: str, sca
     def cells(f: str) -> pd.DataFrame:
         out = []
         for r in data.itertuples():
-            name = P.optim_label(r.optim) + (f", N={int(r.every_n)}" if finite(r.every_n) else "")
+            k = getattr(r, "hessian_every", math.nan)
+            name = P.optim_label(r.optim) + (f", N={int(r.every_n)}" if finite(r.every_n) else
+                                             f", every {int(k)} steps" if finite(k) and k > 1 else "")
             row = {"Optimizer": name,
                    "theory x SGD": f"{r.theory_x_sgd:.2f}" if finite(r.theory_x_sgd) else DASH[f],
                    "x SGD": f"{r.x_sgd:.2f}", "x Adam": f"{r.x_adam:.2f}",

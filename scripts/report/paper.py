@@ -56,11 +56,11 @@ def _registry() -> dict:
 
 
 def optim_label(name: str) -> str:
-    """An optimizer's name in tables and legends: its class name (SGD, AdamW, AdaHessian), the class of an
-    import path ``pkg.mod:Class``, else the name itself."""
+    """An optimizer's name in tables and legends: its class's ``display_name`` if it has one (Sophia-H), else its
+    class name (SGD, AdamW, AdaHessian), the class of an import path ``pkg.mod:Class``, else the name itself."""
     cls = _registry().get(name)
     if cls is not None:
-        return cls.__name__
+        return getattr(cls, "display_name", cls.__name__)
     return str(name).rsplit(":", 1)[-1]
 
 

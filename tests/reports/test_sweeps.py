@@ -149,7 +149,10 @@ def test_speed_table8_side_by_side(smoke):
     csvs = list((res / "tables").glob("table8_speed_cifar10_resnet20_smoke_synthetic_*.csv"))
     assert len(csvs) == 1
     df = pd.read_csv(csvs[0]).set_index("config")
-    assert list(df.index) == ["sgd", "adam", "adahessian_n1", "adahessian_n2"]
+    # every other registered second-order optimizer gets a row at its recipe's Hessian interval (Sophia-H: 10)
+    assert list(df.index) == ["sgd", "adam", "adahessian_n1", "adahessian_n2", "sophiah"]
+    assert df.loc["sophiah", "hessian_every"] == 10 and df.loc["sophiah", "theory_x_sgd"] == pytest.approx(1.1)
+    assert df.loc["sophiah", "hessian_step_s"] > 0 and df.loc["sophiah", "plain_step_s"] > 0
     assert df.loc["sgd", "x_sgd"] == pytest.approx(1.0) and df.loc["adam", "x_adam"] == pytest.approx(1.0)
     for c in df.index:  # ratios are of the measured per-step times
         assert df.loc[c, "x_sgd"] == pytest.approx(df.loc[c, "step_s"] / df.loc["sgd", "step_s"])
@@ -170,6 +173,7 @@ def test_speed_table8_side_by_side(smoke):
     assert df.loc["adahessian_n1", "metric_n_failed"] == 1 and df.loc["adahessian_n2", "metric_n"] == 1
     md = csvs[0].with_suffix(".md").read_text()
     assert md.startswith("## SMOKE SCALE / synthetic data") and "measured on cpu" in md
+    assert "| Sophia-H, every 10 steps" in md
     assert list((res / "figures").glob("fig8_speed_cifar10_resnet20_smoke_synthetic_*.png"))
 
 
