@@ -25,7 +25,7 @@ log = logging.getLogger("run")
 
 # Config fields that do not change the experiment's outcome: excluded from its key.
 _NOT_IN_KEY = ("paths", "logger", "resume", "skip_completed", "hydra")
-_TRAINER_NOT_IN_KEY = ("progress", "device", "num_workers", "checkpoint", "log_every")
+_TRAINER_NOT_IN_KEY = ("progress", "device", "num_workers", "checkpoint", "log_every", "fast_batchnorm")
 _HPARAM_KEYS = ("lr", "lr_scale", "weight_decay", "momentum", "betas", "eps", "block_size", "update_each",
                 "hessian_power", "hessian_warmup_steps", "n_samples")
 

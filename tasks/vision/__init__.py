@@ -9,10 +9,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 import torchvision
+from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 
 from engine.task_api import MetricSpec, TorchTask
 from engine.trainer import fit
+from optim import fast_batchnorm
 
 from .data import build_datasets
 from .metric import evaluate
@@ -29,6 +31,15 @@ def build_model(task_cfg) -> torch.nn.Module:
     raise ValueError(f"task.arch={task_cfg.arch!r} is not allowed; choose one of {', '.join(ARCHS)}")
 
 
+def optimizer_uses_hessians(cfg) -> bool:
+    """Whether the configured optimizer ever asks for graph-carrying gradients (it has ``needs_hessian``): the
+    optimizer is built on a one-element stand-in parameter, so this follows the registry, not a list of names."""
+    if cfg.get("optim") is None:
+        return False
+    opt = instantiate(cfg.optim)([torch.zeros(1, requires_grad=True)])
+    return callable(getattr(opt, "needs_hessian", None))
+
+
 def fixed_order(n: int) -> list[int]:
     return torch.randperm(n, generator=torch.Generator().manual_seed(0)).tolist()
 
@@ -41,10 +52,15 @@ def classification_loss(model: torch.nn.Module, batch) -> torch.Tensor:
 def build(cfg) -> TorchTask:
     train_set, val_set = build_datasets(cfg.task, cfg.data, cfg.seed)
     tc = cfg.trainer
+    model = build_model(cfg.task)
+    if tc.get("fast_batchnorm", False) and optimizer_uses_hessians(cfg):
+        # Batch norm with a fused closed-form double backward (optim/batchnorm.py): same forward and gradients
+        # bit for bit, Hessian-vector products equal to round-off, a faster Hessian step.
+        fast_batchnorm(model)
     loader_args = dict(num_workers=tc.num_workers, pin_memory=torch.cuda.is_available(),
                        persistent_workers=tc.num_workers > 0)
     return TorchTask(
-        model=build_model(cfg.task),
+        model=model,
         train_loader=DataLoader(train_set, batch_size=tc.batch_size, shuffle=True, **loader_args),
         # A fixed shuffled order: a capped evaluation (trainer.limit_val_batches) still covers every class,
         # where image folders sorted by class would give only the first classes.
