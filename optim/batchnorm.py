@@ -36,6 +36,8 @@ from torch.autograd.function import once_differentiable
 
 __all__ = ["FastBatchNorm1d", "FastBatchNorm2d", "fast_batchnorm"]
 
+_NBB = torch.ops.aten.native_batch_norm_backward
+
 
 def _channel_view(t: Tensor, ndim: int) -> Tensor:
     # (C,) -> (1, C, 1, ...) broadcasting against an (N, C, *) activation.
@@ -69,7 +71,7 @@ class _BatchNormBackwardFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, gy, x, weight, running_mean, running_var, save_mean, save_invstd, training, eps):
-        gx, gw, gb = torch.ops.aten.native_batch_norm_backward(
+        gx, gw, gb = _NBB(
             gy, x, weight, running_mean, running_var, save_mean, save_invstd, training, eps, [True, True, True])
         ctx.training, ctx.eps = training, eps
         ctx.save_for_backward(gy, x, weight, running_mean, running_var, save_mean, save_invstd, gw, gb)
@@ -87,11 +89,11 @@ class _BatchNormBackwardFn(torch.autograd.Function):
             mean, invstd = running_mean, torch.rsqrt(running_var + ctx.eps)
         s = ch(invstd)
         w = ch(weight) if weight is not None else torch.ones_like(s)
-        xh = torch.addcmul(ch(-mean * invstd), x, s)  # (x - mean) * s in one pass
         ggw = ch(ggw) if ggw is not None else None
         ggb = ch(ggb) if ggb is not None else None
 
         if not ctx.training:
+            xh = torch.addcmul(ch(-mean * invstd), x, s)  # (x - mean) * s in one pass
             d_gy = xh * ggw if ggw is not None else torch.zeros_like(gy)
             if ggb is not None:
                 d_gy += ggb
@@ -105,29 +107,37 @@ class _BatchNormBackwardFn(torch.autograd.Function):
             return d_gy, d_x, d_w, None, None, None, None, None, None
 
         mean_gy, mean_gyxh = ch(gb) / m, ch(gw) / m  # gb = sum(gy), gw = sum(gy * xh): torch's first backward
+        zero = torch.zeros_like(s)
+        ggw_ = ggw if ggw is not None else zero
+        ggb_ = ggb if ggb is not None else zero
+        mu = ch(mean)
+        q = None
         if ggx is not None:
-            mean_ggx = ch(ggx.sum(dims)) / m
-            mean_ggxxh = ch((ggx * xh).sum(dims)) / m
+            # torch's batch-norm backward kernel, fed ggx, returns s * P(ggx), sum(ggx * xh) and sum(ggx) in one
+            # call; fed ggx with "input" gy, mean 0 and invstd 1, its weight gradient is sum(ggx * gy).
+            q, s_ggxxh, s_ggx = _NBB(ggx, x, None, None, None, mean, invstd, True, ctx.eps, [True, True, True])
+            s_ggxgy = _NBB(ggx, gy, None, None, None, torch.zeros_like(mean), torch.ones_like(invstd), True,
+                           ctx.eps, [False, True, False])[1]
+            mean_ggx, mean_ggxxh = ch(s_ggx) / m, ch(s_ggxxh) / m
             # mean(ggx * P(gy)) without materializing P(gy).
-            mean_ggxpgy = ch((ggx * gy).sum(dims)) / m - mean_gy * mean_ggx - mean_gyxh * mean_ggxxh
+            mean_ggxpgy = ch(s_ggxgy) / m - mean_gy * mean_ggx - mean_gyxh * mean_ggxxh
         else:
-            mean_ggx = mean_ggxxh = mean_ggxpgy = torch.zeros_like(s)
-        ggw_ = ggw if ggw is not None else torch.zeros_like(s)
+            mean_ggxxh = mean_ggxpgy = zero
 
-        # d/d x = a * P(gy) + b * P(ggx) + c * xh = a * gy + b * ggx + k * xh + f.
+        # d/d x = a * P(gy) + b * P(ggx) + c * xh with P(ggx) = q / s and xh = s * (x - mean):
+        #       = a * gy + (b / s) * q + k * x + f.
         a = s * (ggw_ - w * s * mean_ggxxh)
-        b = -w * s * s * mean_gyxh
+        b_over_s = -w * s * mean_gyxh
         c = -w * s * s * mean_ggxpgy
-        k = c - a * mean_gyxh - b * mean_ggxxh
-        f = -(a * mean_gy + b * mean_ggx)
-        d_x = torch.addcmul(f, gy, a).addcmul_(xh, k)
-        # d/d gy = ggb + ggw * xh + e * P(ggx) = e * ggx + (ggw - e * mean(ggx * xh)) * xh + ggb - e * mean(ggx).
-        e = w * s
-        d_gy = torch.addcmul(-e * mean_ggx + (ggb if ggb is not None else 0), xh, ggw_ - e * mean_ggxxh)
+        k = (c - a * mean_gyxh) * s
+        f = -a * mean_gy - k * mu
+        d_x = torch.addcmul(f, x, k).addcmul_(gy, a)
+        # d/d gy = ggb + ggw * xh + w * s * P(ggx) = ggw * s * x + (ggb - ggw * s * mean) + w * q.
+        d_gy = torch.addcmul(ggb_ - ggw_ * s * mu, x, ggw_ * s)
         d_w = None
-        if ggx is not None:
-            d_x.addcmul_(ggx, b)
-            d_gy.addcmul_(ggx, e)
+        if q is not None:
+            d_x.addcmul_(q, b_over_s)
+            d_gy.addcmul_(q, w)
             if weight is not None:
                 d_w = (mean_ggxpgy * (m * s)).flatten()
         return d_gy, d_x, d_w, None, None, None, None, None, None
