@@ -19,7 +19,7 @@ d xh = s * P(dx), d s = -s^2 * mean(xh * dx)) is
     d/d x  = s * (ggw - w * s * mean(ggx * xh)) * P(gy) - w * s^2 * mean(gy * xh) * P(ggx)
              - w * s^2 * mean(ggx * P(gy)) * xh,
 
-which after expanding P is a per-channel linear combination of gy, ggx, s * P(ggx), x and a constant. Two calls
+which after expanding P is a per-channel linear combination of gy, s * P(ggx), x and a constant. Two calls
 of torch's own batch-norm backward kernel give s * P(ggx) with sum(ggx) and sum(ggx * xh), and sum(ggx * gy) (the
 kernel fed gy as its input, with mean 0 and invstd 1); the rest is five multiply-adds (``addcmul``) over the
 activation: about 20 reads and writes of activation-sized tensors, where autograd's composition makes dozens.
