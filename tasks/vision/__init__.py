@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 
 from engine.task_api import MetricSpec, TorchTask
-from engine.trainer import fit
+from engine.trainer import fit, resolve_device
 from optim import fast_batchnorm
 
 from .data import build_datasets
@@ -40,6 +40,21 @@ def optimizer_uses_hessians(cfg) -> bool:
     return callable(getattr(opt, "needs_hessian", None))
 
 
+FAST_BATCHNORM = (True, False, "auto")
+
+
+def use_fast_batchnorm(cfg) -> bool:
+    """``trainer.fast_batchnorm``: true, false, or auto = on where it was measured faster, the CPU
+    (results/bench/2026-12-01-cpu). On CUDA torch's module runs cuDNN and this one torch's native kernels, and no
+    GPU measurement exists yet, so auto leaves it off there. Only for optimizers that take Hessians."""
+    flag = cfg.trainer.get("fast_batchnorm", False)
+    if flag not in FAST_BATCHNORM or not isinstance(flag, bool | str):
+        raise ValueError(f"trainer.fast_batchnorm={flag!r} is not allowed; choose auto, true or false")
+    if flag is False or not optimizer_uses_hessians(cfg):
+        return False
+    return flag is True or resolve_device(cfg.trainer.device).type == "cpu"
+
+
 def fixed_order(n: int) -> list[int]:
     return torch.randperm(n, generator=torch.Generator().manual_seed(0)).tolist()
 
@@ -53,7 +68,7 @@ def build(cfg) -> TorchTask:
     train_set, val_set = build_datasets(cfg.task, cfg.data, cfg.seed)
     tc = cfg.trainer
     model = build_model(cfg.task)
-    if tc.get("fast_batchnorm", False) and optimizer_uses_hessians(cfg):
+    if use_fast_batchnorm(cfg):
         # Batch norm with a fused closed-form double backward (optim/batchnorm.py): same forward and gradients
         # bit for bit, Hessian-vector products equal to round-off, a faster Hessian step.
         fast_batchnorm(model)
