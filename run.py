@@ -13,6 +13,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from engine.launch import ConfigError, launch
+from engine.session import RunFailed, Terminated
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -26,6 +27,13 @@ def main(cfg: DictConfig) -> str:
             return "invalid"
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except RunFailed as e:  # a known cause (e.g. disk full): recorded as `failed` with this line
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except Terminated:  # SIGTERM: recorded as `interrupted`; SLURM/submitit requeue it with resume=true
+        print("interrupted by SIGTERM; the run is recorded as interrupted (continue it with resume=true)",
+              file=sys.stderr)
+        sys.exit(143)
 
 
 if __name__ == "__main__":

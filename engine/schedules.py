@@ -4,7 +4,9 @@ Config (``schedule:``): ``name`` is one of
 
 - ``constant``
 - ``multistep``: ``milestones`` (epochs), ``gamma`` -- CIFAR-10 (80, 120) and ImageNet (30, 60), x0.1
-- ``plateau``: ``factor``, ``patience`` -- ImageNet alternative, on the validation metric
+- ``plateau``: torch's ReduceLROnPlateau (``mode``, ``factor``, ``patience``, ``threshold``, ``threshold_mode``,
+  ``cooldown``, ``min_lr``) -- ImageNet, after each evaluation on ``monitor`` (a validation score's name; default:
+  the task's model-selection score, ``mode`` then follows whether it is higher-is-better)
 - ``inverse_sqrt``: ``warmup_steps``, ``warmup_init_lr`` -- fairseq's transformer schedule (per step)
 - ``cosine``: ``warmup_steps``, ``min_lr_ratio`` -- per step over the whole run
 """
@@ -28,6 +30,7 @@ class Schedule:
             raise ValueError(f"schedule.name={name!r} is not allowed; choose one of {', '.join(SCHEDULES)}")
         self.name = name
         self.per_step = name in ("inverse_sqrt", "cosine")
+        self.monitor = cfg.get("monitor") if name == "plateau" else None
         if name == "constant":
             self.sched = lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
         elif name == "multistep":
@@ -35,9 +38,13 @@ class Schedule:
         elif name == "plateau":
             self.sched = lr_scheduler.ReduceLROnPlateau(
                 optimizer,
-                mode="max" if higher_is_better else "min",
+                mode=cfg.get("mode") or ("max" if higher_is_better else "min"),
                 factor=cfg.get("factor", 0.1),
                 patience=cfg.get("patience", 5),
+                threshold=cfg.get("threshold", 1e-4),
+                threshold_mode=cfg.get("threshold_mode", "rel"),
+                cooldown=cfg.get("cooldown", 0),
+                min_lr=cfg.get("min_lr", 0.0),
             )
         elif name == "inverse_sqrt":
             warmup = int(cfg["warmup_steps"])

@@ -1,12 +1,14 @@
 """One run: its record, its W&B run and its working directory, opened and always closed together.
 
 Task families receive a :class:`Run` and report through it; the launcher decides the final status:
-returning normally is ``completed``, raising :class:`Diverged` is ``diverged``, ``KeyboardInterrupt`` is
-``interrupted`` and any other exception is ``failed`` (re-raised after the record is written).
+returning normally is ``completed``, raising :class:`Diverged` is ``diverged``, ``KeyboardInterrupt`` (Ctrl-C, or
+:class:`Terminated` for SIGTERM) is ``interrupted`` and any other exception is ``failed`` (re-raised after the
+record is written; :class:`RunFailed` records its one-line cause, anything else the traceback's tail).
 """
 
 from __future__ import annotations
 
+import logging
 import traceback
 from pathlib import Path
 from typing import Any
@@ -14,9 +16,19 @@ from typing import Any
 from .record import RunRecord
 from .tracking import init_wandb
 
+log = logging.getLogger("run")
+
 
 class Diverged(RuntimeError):
     """Training produced a non-finite loss or metric. A recorded outcome (the LR sweeps need it), not a crash."""
+
+
+class RunFailed(RuntimeError):
+    """A failure whose cause is known (e.g. the disk is full): recorded and shown as its one-line message."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: what SLURM sends before preemption or at the time limit. Recorded as ``interrupted`` (resumable)."""
 
 
 class Run:
@@ -25,6 +37,11 @@ class Run:
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.wandb = wandb_run
+        # SIGTERM: a loop that can checkpoint between steps sets ``defer_stop``; the signal then only sets
+        # ``stop_requested`` and the loop checkpoints after the current step and raises Terminated itself.
+        # Otherwise the signal raises Terminated at once.
+        self.defer_stop = False
+        self.stop_requested: str | None = None
 
     @property
     def run_id(self) -> str:
@@ -47,7 +64,7 @@ class Run:
             self.wandb.log({f"eval/{k}": v for k, v in row.items()}, step=step)
 
     def update(self, **fields: Any) -> None:
-        """Set top-level record fields (timing, peak_memory_mb, extra, ...) and save."""
+        """Set top-level record fields (timing, peak_rss_mb, extra, ...) and save."""
         for k, v in fields.items():
             if k == "extra":
                 self.record.data["extra"].update(v)
@@ -93,6 +110,14 @@ def open_wandb(logger_cfg: dict[str, Any], record: RunRecord, resume: bool):
     )
 
 
+def _close(run: Run, status: str, error: str | None) -> None:
+    """Close the run; if even that fails (a full disk), say so without hiding the exception being handled."""
+    try:
+        run.close(status, error)
+    except Exception as e:
+        log.error("could not record status %r for run %s: %s", status, run.run_id, e)
+
+
 def run_to_status(run: Run, body) -> str:
     """Call ``body(run)`` and close the run with the status its outcome implies. Returns the status."""
     try:
@@ -100,11 +125,14 @@ def run_to_status(run: Run, body) -> str:
     except Diverged as e:
         run.close("diverged", str(e))
         return "diverged"
-    except KeyboardInterrupt:
-        run.close("interrupted", "KeyboardInterrupt")
+    except KeyboardInterrupt as e:
+        _close(run, "interrupted", "SIGTERM" if isinstance(e, Terminated) else "KeyboardInterrupt")
+        raise
+    except RunFailed as e:
+        _close(run, "failed", str(e))
         raise
     except BaseException:
-        run.close("failed", traceback.format_exc(limit=20)[-4000:])
+        _close(run, "failed", traceback.format_exc(limit=20)[-4000:])
         raise
     run.close("completed")
     return "completed"

@@ -1,11 +1,13 @@
 """The training loop for torch-native tasks: one loop a reader can follow top to bottom.
 
+    set up: device, model, optimizer, schedule -> one TrainState (everything a checkpoint holds)
+    resume: TrainState.load_state_dict(last.pt)
     for epoch:
         reseed (so a resumed run replays the same data order and augmentation)
         for batch:
             train_step: forward, backward (with the double-backward graph only when AdaHessian needs it), step
             schedule per step; stop as ``diverged`` on a non-finite loss
-        evaluate -> record row (+ W&B); schedule per epoch; checkpoint
+        evaluate -> record row (+ W&B); schedule per epoch; checkpoint: TrainState.state_dict() -> last.pt
 """
 
 from __future__ import annotations
@@ -13,29 +15,32 @@ from __future__ import annotations
 import math
 import os
 import random
-import resource
 import statistics
 import time
 import warnings
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 import optim
 
 from . import distributed
+from .measure import peak_memory, timing_summary
 from .provenance import device_name
+from .record import selection
 from .schedules import Schedule
-from .session import Diverged, Run
+from .session import Diverged, Run, RunFailed, Terminated
 from .task_api import TorchTask
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+# trainer.precision -> autocast dtype (None: no autocast). engine/launch.py validates the choice, once.
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 # backward(create_graph=True) links each parameter and its gradient in a reference cycle; torch warns about it on
 # every Hessian step. The loop breaks the cycle itself with zero_grad(set_to_none=True) after every step.
@@ -76,18 +81,15 @@ def to_device(batch: Any, device: torch.device) -> Any:
 
 
 def build_optimizer(cfg: DictConfig, task: TorchTask):
-    factory = instantiate(cfg.optim)  # a functools.partial of optim.build_optimizer (Hydra `_partial_`)
+    # Through the registry, never hydra's instantiate: no `_target_` a config names is imported or called.
+    factory = optim.optimizer_factory(OmegaConf.to_container(cfg.optim, resolve=True))
     params = task.param_sets if task.param_sets is not None else task.model.parameters()
     return factory(params)
 
 
 def autocast_context(precision: str, device: torch.device):
-    if precision not in PRECISIONS:
-        raise ValueError(f"trainer.precision={precision!r} is not allowed; choose one of {', '.join(PRECISIONS)}")
-    if precision == "fp32":
-        return nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    dtype = PRECISIONS[precision]
+    return nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
 
 
 @contextmanager
@@ -195,44 +197,119 @@ def shard_loader(loader, env: distributed.DistEnv, seed: int):
                       persistent_workers=loader.persistent_workers, drop_last=loader.drop_last), sampler
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    # Peak resident set size of this process (Linux reports KiB): model, data and autograd buffers together.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def _atomic_torch_save(obj: Any, path) -> None:
-    tmp = f"{path}.tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+# -- the training state: everything a checkpoint holds -----------------------------------------------------------
+@dataclass
+class TrainState:
+    """Model, optimizer, schedule, loss scaler and the loop's counters: what a resumed run needs to go on exactly.
+
+    ``state_dict()`` is the checkpoint; it holds tensors, numbers, strings and lists only, so it loads with
+    ``torch.load(..., weights_only=True)``.
+    """
+
+    model: torch.nn.Module
+    optimizer: Any
+    schedule: Schedule
+    scaler: torch.amp.GradScaler | None = None
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken
+    wall: float = 0.0  # seconds spent in train_step
+    samples: int = 0  # training samples seen, over all ranks
+    hessian_times: list[float] = field(default_factory=list)
+    plain_times: list[float] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)  # the record's evaluation rows so far
+    # A checkpoint taken inside an epoch (on SIGTERM): batches of the epoch already trained on, their losses, and
+    # the random state after the last of them (resume replays the data to that point, then restores it).
+    batch_in_epoch: int = 0
+    epoch_losses: list[float] = field(default_factory=list)
+    rng: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict() if self.scaler else None,
+            "epoch": self.epoch, "step": self.step, "wall": self.wall, "samples": self.samples,
+            "hessian_times": self.hessian_times, "plain_times": self.plain_times, "history": self.history,
+            "batch_in_epoch": self.batch_in_epoch, "epoch_losses": self.epoch_losses, "rng": self.rng,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step, self.wall, self.samples = state["epoch"], state["step"], state["wall"], state["samples"]
+        self.hessian_times, self.plain_times = list(state["hessian_times"]), list(state["plain_times"])
+        self.history = list(state["history"])
+        self.batch_in_epoch = state.get("batch_in_epoch", 0)
+        self.epoch_losses, self.rng = list(state.get("epoch_losses") or []), state.get("rng")
+
+    def timing(self) -> dict[str, Any]:
+        return timing_summary(self.hessian_times, self.plain_times, self.samples, self.wall)
 
 
-def _timing(hessian_times: list[float], plain_times: list[float], samples: int, wall: float) -> dict[str, Any]:
-    med = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
-    return {
-        "hessian_step_s": med(hessian_times),
-        "plain_step_s": med(plain_times),
-        "n_hessian_steps": len(hessian_times),
-        "n_plain_steps": len(plain_times),
-        "samples_per_s": samples / wall if wall > 0 else None,
-        "wall_s": wall,
-    }
+def rng_state() -> dict[str, Any]:
+    """Every global random stream the loop draws from, in types ``torch.load(weights_only=True)`` accepts."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
+            else [], "numpy": [name, keys.tolist(), pos, has_gauss, cached], "python": random.getstate()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _stop_requested(run: Run, env: distributed.DistEnv) -> bool:
+    """Whether SIGTERM arrived; under torchrun, on any rank (all ranks must stop after the same step)."""
+    if not env.enabled:
+        return run.stop_requested is not None
+    flag = torch.tensor([1.0 if run.stop_requested else 0.0])
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """Write ``path`` atomically (temporary file, then rename). A failed write (disk full, read-only folder)
+    removes its temporary file, leaves the previous checkpoint intact and fails the run with its cause."""
+    tmp = Path(f"{path}.tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise RunFailed(f"could not write checkpoint {path}: {e.strerror or e}") from e
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def _fmt(value: Any, spec: str) -> str:
+    """A progress-line number; "-" for a missing or non-finite value (it must never stop the run)."""
+    return format(value, spec) if isinstance(value, (int, float)) and math.isfinite(value) else "-"
 
 
 # -- the loop ----------------------------------------------------------------------------------------------
 def fit(cfg: DictConfig, run: Run, task: TorchTask) -> None:
     tc = cfg.trainer
     env = distributed.env()
+
+    # -- set up: device, model, optimizer, schedule, one TrainState ------------------------------------------
     device = resolve_device(tc.device, env.local_rank)
-    if tc.precision == "fp16" and device.type != "cuda":
-        raise ValueError("trainer.precision='fp16' needs CUDA (GradScaler); on CPU use bf16 or fp32")
-    autocast_context(tc.precision, device)  # validates the name before any work
     model = task.model.to(device)
     optimizer = build_optimizer(cfg, task)
     forward_model, train_loader, sampler = model, task.train_loader, None
@@ -243,49 +320,52 @@ def fit(cfg: DictConfig, run: Run, task: TorchTask) -> None:
     limit = tc.limit_train_batches
     steps_per_epoch = min(len(train_loader), limit) if limit else len(train_loader)
     total_steps = tc.max_steps or steps_per_epoch * tc.epochs
-    # Plateau schedules follow the model-selection score: the validation metric when the task reports a
-    # test metric selected by validation (PTB), else the metric itself.
-    spec = cfg.task.metric
-    select_key = spec.get("select_by") or spec.name
-    select_higher = spec.get("select_higher_is_better", spec.higher_is_better) if spec.get("select_by") \
-        else spec.higher_is_better
+    # Plateau schedules follow the model-selection score (PTB: the validation metric, not the test metric).
+    select_key, select_higher = selection(OmegaConf.to_container(cfg.task.metric))
     schedule = Schedule(OmegaConf.to_container(cfg.task.schedule), optimizer, total_steps, select_higher)
     scaler = torch.amp.GradScaler(device.type) if tc.precision == "fp16" else None
-    metric = task.metric.name
-    last_metric = "-"  # the latest evaluation, shown on the progress bar
+    state = TrainState(model, optimizer, schedule, scaler)
 
-    start_epoch, step, wall, samples = 0, 0, 0.0, 0
-    hessian_times: list[float] = []
-    plain_times: list[float] = []
-    if run.checkpoint_path.exists() and cfg.resume:
-        ckpt = torch.load(run.checkpoint_path, map_location=device, weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        schedule.load_state_dict(ckpt["schedule"])
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        start_epoch, step, wall, samples = ckpt["epoch"], ckpt["step"], ckpt["wall"], ckpt["samples"]
-        hessian_times, plain_times = ckpt["hessian_times"], ckpt["plain_times"]
-        run.replace_history(ckpt["history"])
+    # -- resume: the checkpoint is authoritative (record rows after it were never checkpointed) -----------------
+    if cfg.resume:
+        if run.checkpoint_path.exists():
+            state.load_state_dict(load_checkpoint(run.checkpoint_path, device))
+        run.replace_history(state.history)  # no checkpoint yet: the run starts over under its own id
     run.update(device=device_name(device))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
-    for epoch in range(start_epoch, tc.epochs):
-        if tc.max_steps and step >= tc.max_steps:
+    def checkpoint() -> None:
+        state.history = run.record.data["history"]
+        if tc.checkpoint and env.is_main:
+            save_checkpoint(state.state_dict(), run.checkpoint_path)
+        if env.enabled:
+            dist.barrier()  # no rank runs ahead of rank 0's checkpoint
+
+    run.defer_stop = True  # SIGTERM: finish the step, checkpoint, then stop (see _stop_requested)
+    skip = state.batch_in_epoch  # resumed inside an epoch: batches already trained on
+    metric = task.metric.name
+    last_metric = "-"  # the latest evaluation, shown on the progress bar
+    for epoch in range(state.epoch, tc.epochs):
+        if tc.max_steps and state.step >= tc.max_steps:
             break
+        # -- train one epoch ----------------------------------------------------------------------------------
         seed_everything(epoch_seed(cfg.seed, epoch))
         if task.on_epoch_start is not None:
             task.on_epoch_start(epoch)
         if sampler is not None:
             sampler.set_epoch(epoch)
         model.train()
-        losses: list[float] = []
+        losses: list[float] = list(state.epoch_losses) if skip else []
         bar = tqdm(train_loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tc.epochs}",
                    disable=not (tc.progress and env.is_main), leave=False, dynamic_ncols=True)
         for i, batch in enumerate(bar):
-            if (limit and i >= limit) or (tc.max_steps and step >= tc.max_steps):
+            if (limit and i >= limit) or (tc.max_steps and state.step >= tc.max_steps):
                 break
+            if i < skip:  # drawn as before the stop (same order, same augmentation), not trained on again
+                if i == skip - 1:
+                    set_rng_state(state.rng)
+                continue
             batch = to_device(batch, device)
             _sync(device)
             t0 = time.perf_counter()
@@ -295,45 +375,49 @@ def fit(cfg: DictConfig, run: Run, task: TorchTask) -> None:
             )
             _sync(device)
             dt = time.perf_counter() - t0
-            (hessian_times if hessian else plain_times).append(dt)
-            wall += dt
+            (state.hessian_times if hessian else state.plain_times).append(dt)
+            state.wall += dt
             n = task.batch_size_of(batch)
-            samples += n * env.world_size  # global throughput
-            step += 1
+            state.samples += n * env.world_size  # global throughput
+            state.step += 1
             if not math.isfinite(loss):
-                run.update(timing=_timing(hessian_times, plain_times, samples, wall),
-                           peak_memory_mb=peak_memory_mb(device))
-                raise Diverged(f"non-finite training loss ({loss}) at epoch {epoch + 1}, step {step}")
+                run.update(timing=state.timing(), **peak_memory(device))
+                raise Diverged(f"non-finite training loss ({loss}) at epoch {epoch + 1}, step {state.step}")
             schedule.after_step()
             losses.append(loss)
             lr = optimizer.param_groups[0]["lr"]
             bar.set_postfix(loss=f"{loss:.4f}", **{metric: last_metric}, lr=f"{lr:.3g}",
                             sps=f"{n * env.world_size / dt:.0f}")
-            if step % tc.log_every == 0:
-                run.log_metrics({"train/loss": loss, "train/lr": lr, "train/samples_per_s": n / dt}, step=step)
+            if state.step % tc.log_every == 0:
+                run.log_metrics({"train/loss": loss, "train/lr": lr, "train/samples_per_s": n / dt}, step=state.step)
+            if _stop_requested(run, env):
+                state.batch_in_epoch, state.epoch_losses, state.rng = i + 1, losses, rng_state()
+                checkpoint()
+                raise Terminated(run.stop_requested or "SIGTERM")
         bar.close()
+        skip = 0
 
+        # -- evaluate and record --------------------------------------------------------------------------------
         scores = task.evaluate(model, task.val_loader, device, tc.limit_val_batches)
-        row = {"epoch": epoch + 1, "step": step,
+        row = {"epoch": epoch + 1, "step": state.step,
                "train_loss": statistics.fmean(losses) if losses else None,
-               **scores, "lr": optimizer.param_groups[0]["lr"], "time_s": wall}
-        run.log_eval(row, step=step)
-        last_metric = f"{scores[metric]:.2f}"
-        timing = _timing(hessian_times, plain_times, samples, wall)
-        run.update(timing=timing, peak_memory_mb=peak_memory_mb(device))
+               **scores, "lr": optimizer.param_groups[0]["lr"], "time_s": state.wall}
+        run.log_eval(row, step=state.step)
+        last_metric = _fmt(scores[metric], ".2f")
+        run.update(timing=state.timing(), **peak_memory(device))
         if tc.progress and env.is_main:
-            tqdm.write(f"epoch {epoch + 1}: train_loss {row['train_loss']:.4f}  val_loss {scores['val_loss']:.4f}"
-                       f"  {metric} {scores[metric]:.2f}  best {run.record.data['best_metric']:.2f}")
+            tqdm.write(f"epoch {epoch + 1}: train_loss {_fmt(row['train_loss'], '.4f')}  val_loss "
+                       f"{_fmt(scores.get('val_loss'), '.4f')}  {metric} {last_metric}  best "
+                       f"{_fmt(run.record.data['best_metric'], '.2f')}")
         if not all(math.isfinite(v) for v in scores.values()):
             raise Diverged(f"non-finite evaluation {scores} after epoch {epoch + 1}")
-        schedule.after_epoch(scores[select_key])
-        if tc.checkpoint and env.is_main:
-            _atomic_torch_save({
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(), "scaler": scaler.state_dict() if scaler else None,
-                "epoch": epoch + 1, "step": step, "wall": wall, "samples": samples,
-                "hessian_times": hessian_times, "plain_times": plain_times,
-                "history": run.record.data["history"], "run_id": run.run_id,
-            }, run.checkpoint_path)
-        if env.enabled:
-            dist.barrier()  # no rank runs ahead of rank 0's checkpoint
+        if schedule.monitor is not None and schedule.monitor not in scores:
+            raise ValueError(f"task.schedule.monitor={schedule.monitor!r} is not a validation score; choose one of "
+                             f"{', '.join(scores)}")
+        schedule.after_epoch(scores[schedule.monitor or select_key])
+
+        # -- checkpoint ---------------------------------------------------------------------------------------
+        state.epoch, state.batch_in_epoch, state.epoch_losses, state.rng = epoch + 1, 0, [], None
+        checkpoint()
+        if _stop_requested(run, env):  # SIGTERM during the evaluation: the epoch's checkpoint is the resume point
+            raise Terminated(run.stop_requested or "SIGTERM")

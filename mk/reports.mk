@@ -9,9 +9,11 @@
 #   EXTRA     more run.py overrides, e.g. EXTRA="trainer.epochs=1 logger.mode=disabled"
 RPY = $(or $(PYTHON),python)
 RESULTS ?= results
-_SEEDS = $(or $(SEEDS),0,1,2)
-_SCALE = $(or $(SCALE),paper)
-_SWEEP_OPTS = --seeds $(_SEEDS) --scale $(_SCALE) --launcher $(or $(LAUNCHER),basic) --results-dir $(RESULTS) \
+# Defaults with commas are set with ?= : $(or $(SEEDS),0,1,2) would split at the commas and give "0".
+SEEDS ?= 0,1,2
+SCALE ?= paper
+_SCALE = $(SCALE)
+_SWEEP_OPTS = --seeds $(SEEDS) --scale $(_SCALE) --launcher $(or $(LAUNCHER),basic) --results-dir $(RESULTS) \
   $(if $(OPTIMS),--optims $(OPTIMS)) $(if $(VALUES),--values $(VALUES)) $(if $(DATA),--data-source $(DATA)) \
   $(if $(FORCE),--force) $(if $(REPORT_ONLY),--report-only) $(if $(EXTRA),-- $(EXTRA))
 

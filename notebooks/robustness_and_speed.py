@@ -35,6 +35,7 @@ import pandas as pd  # noqa: E402
 from IPython.display import Markdown, display  # noqa: E402
 
 from scripts.report import paper as P  # noqa: E402
+from scripts.report.figures import floor_y_span, optim_color  # noqa: E402
 from scripts.report.records import profile_banner  # noqa: E402
 
 RESULTS_DIR = Path(os.environ.get("RESULTS_DIR", ROOT / "results"))
@@ -53,22 +54,25 @@ def sweep_plot(csv: Path, xlabel: str, logbase: float | None) -> Path:
     for optim, g in swept.groupby("optim"):
         g = g.sort_values("value")
         ok = g[g["n"] > 0]
-        ax.errorbar(ok["value"], ok["mean"], yerr=ok["std"].fillna(0), marker="o", capsize=3,
+        c = optim_color(optim)
+        ax.errorbar(ok["value"], ok["mean"], yerr=ok["std"].fillna(0), marker="o", capsize=3, color=c,
                     label=P.optim_label(optim))
-        if g["paper_mean"].notna().any():
-            ax.plot(g["value"], g["paper_mean"], ls="--", alpha=0.6, label=f"{P.optim_label(optim)} (published)")
+        if g["paper_mean"].notna().any() and len(ok):
+            ax.plot(g["value"], g["paper_mean"], ls="--", alpha=0.6, color=c,
+                    label=f"{P.optim_label(optim)} (published)")
         bad = g[g["n_diverged"] > 0]
         if len(bad):
             y = np.where(bad["n"] > 0, bad["mean"], np.nanmin(ok["mean"]) if len(ok) else 0.0)
             ax.plot(bad["value"], y, "x", color="red", ms=10, mew=2, label=f"{P.optim_label(optim)} diverged")
     for r in ref.itertuples():
         if r.n > 0:
-            ax.axhline(r.mean, color="k", lw=1, label=f"{P.optim_label(r.optim)} reference")
+            ax.axhline(r.mean, color=optim_color(r.optim), lw=1, label=f"{P.optim_label(r.optim)} reference")
     if logbase:
         ax.set_xscale("log", base=logbase)
     ax.set_xticks(sorted(swept["value"].unique()))
     ax.set_xticklabels([f"{v:g}" for v in sorted(swept["value"].unique())])
     ax.minorticks_off()
+    floor_y_span(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("best metric")
     banner = profile_banner(df["scale"].iloc[0], df["data_source"].iloc[0])
@@ -116,12 +120,15 @@ for csv in sorted(TABLES_DIR.glob("table8_speed_*.csv")):
     df = pd.read_csv(csv)
     ah = df[df["optim"] == "adahessian"].sort_values("every_n")
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(ah["every_n"], ah["x_sgd"], marker="o", label="x SGD (ours)")
-    ax.plot(ah["every_n"], ah["x_adam"], marker="s", label="x Adam (ours)")
+    ax.plot(ah["every_n"], ah["x_sgd"], marker="o", color=optim_color("sgd"), label="x SGD (ours)")
+    ax.plot(ah["every_n"], ah["x_adam"], marker="s", color=optim_color("adam"), label="x Adam (ours)")
     ax.plot(ah["every_n"], ah["theory_x_sgd"], ls=":", color="k", label="theory 1 + 1/N")
     if ah["paper_x_sgd"].notna().any():
-        ax.plot(ah["every_n"], ah["paper_x_sgd"], ls="--", alpha=0.6, label="x SGD (published)")
-        ax.plot(ah["every_n"], ah["paper_x_adam"], ls="--", alpha=0.6, label="x Adam (published)")
+        ax.plot(ah["every_n"], ah["paper_x_sgd"], ls="--", alpha=0.6, color=optim_color("sgd"),
+                label="x SGD (published)")
+        ax.plot(ah["every_n"], ah["paper_x_adam"], ls="--", alpha=0.6, color=optim_color("adam"),
+                label="x Adam (published)")
+    ax.set_xticks(sorted(ah["every_n"].unique()))
     banner = profile_banner(df["scale"].iloc[0], df["data_source"].iloc[0])
     ax.set_title((banner + ":\n" if banner else "") + f"step time vs N on {df['device'].iloc[0]}", fontsize=9)
     ax.set_xlabel("Hessian every N steps")

@@ -35,9 +35,18 @@ import pandas as pd  # noqa: E402
 from IPython.display import Markdown, display  # noqa: E402
 
 from scripts.report import paper as P  # noqa: E402
-from scripts.report.defaults import at_defaults, hydra_defaults  # noqa: E402
-from scripts.report.figures import curve_column  # noqa: E402
-from scripts.report.records import load_history, load_runs, profile_banner, profile_suffix, profiles  # noqa: E402
+from scripts.report.build import in_recipe, title_of  # noqa: E402
+from scripts.report.defaults import hydra_defaults  # noqa: E402
+from scripts.report.figures import curve_column, floor_y_span, integer_x, optim_color  # noqa: E402
+from scripts.report.outputs import recipe_variants  # noqa: E402
+from scripts.report.records import (  # noqa: E402
+    load_history,
+    load_runs,
+    profile_banner,
+    profile_suffix,
+    profiles,
+    recipe_suffix,
+)
 
 RESULTS_DIR = Path(os.environ.get("RESULTS_DIR", ROOT / "results"))
 TABLES_DIR = Path(os.environ.get("TABLES_DIR", RESULTS_DIR / "tables"))
@@ -64,35 +73,42 @@ if len(runs):
 defaults = hydra_defaults()
 curves = []
 if len(runs):
-    base = at_defaults(runs, defaults)
-    hist = load_history(RESULTS_DIR, base)
-    for scale, source in profiles(base):
-        banner = profile_banner(scale, source)
-        sel = hist[(hist["scale"] == scale) & (hist["data_source"] == source)]
-        for task in sorted(sel["task"].unique()):
-            h = sel[sel["task"] == task]
-            # the metric when evaluated every epoch, else the validation loss (translation: BLEU once at the end)
-            col, ylabel = curve_column(h)
-            h = h[h[col].notna()].assign(metric=lambda d: d[col].astype(float))
-            x = "epoch" if "epoch" in h and h["epoch"].notna().any() else "eval_index"
-            fig, ax = plt.subplots(figsize=(6, 4))
-            for optim in sorted(h["optim"].unique(), key=P.optim_sort_key):
-                g = h[h["optim"] == optim].groupby(x)["metric"].agg(["mean", "std"]).reset_index()
-                ax.plot(g[x], g["mean"], marker="o", label=P.optim_label(optim))
-                ax.fill_between(g[x], g["mean"] - g["std"].fillna(0), g["mean"] + g["std"].fillna(0), alpha=0.2)
-            info = P.task_info(task)
-            title = f"{info['label']}: {ylabel} per epoch"
-            ax.set_title((banner + ":\n" if banner else "") + title, fontsize=9)
-            ax.set_xlabel(x)
-            ax.set_ylabel(ylabel)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-            fig.tight_layout()
-            path = FIGURES_DIR / f"nb_curves_{task}{profile_suffix(scale, source)}.png"
-            fig.savefig(path, dpi=100)
-            curves.append(path)
-            plt.show()
-            plt.close(fig)
+    hist_all = load_history(RESULTS_DIR, runs)
+    for scale, source in profiles(runs):
+        prof = runs[(runs["scale"] == scale) & (runs["data_source"] == source)]
+        # one figure per recipe: the profile's own, and each modified one titled with what it changed
+        for recipe in recipe_variants(prof):
+            base = pd.concat([in_recipe(g, recipe, defaults, axis=P.alternative_axes(t))
+                              for t, g in prof.groupby("task")])
+            sel = hist_all[hist_all["run_id"].isin(base["run_id"])] if len(hist_all) else hist_all
+            for task in sorted(sel["task"].unique()) if len(sel) else []:
+                h = sel[sel["task"] == task]
+                # the metric when evaluated every epoch, else the validation loss (translation: BLEU once, at the end)
+                col, ylabel = curve_column(h)
+                h = h[h[col].notna()].assign(metric=lambda d: d[col].astype(float))
+                x = "epoch" if "epoch" in h and h["epoch"].notna().any() else "eval_index"
+                fig, ax = plt.subplots(figsize=(6, 4))
+                for optim in sorted(h["optim"].unique(), key=P.optim_sort_key):
+                    g = h[h["optim"] == optim].groupby(x)["metric"].agg(["mean", "std"]).reset_index()
+                    c = optim_color(optim)
+                    ax.plot(g[x], g["mean"], marker="o", color=c, label=P.optim_label(optim))
+                    ax.fill_between(g[x], g["mean"] - g["std"].fillna(0), g["mean"] + g["std"].fillna(0), color=c,
+                                    alpha=0.2)
+                info = P.task_info(task)
+                ax.set_title(title_of(f"{info['label']}: {ylabel} per epoch", scale, source, recipe), fontsize=9,
+                             wrap=True)
+                ax.set_xlabel(x)
+                integer_x(ax)
+                floor_y_span(ax)
+                ax.set_ylabel(ylabel)
+                ax.grid(alpha=0.3)
+                ax.legend(fontsize=8)
+                fig.tight_layout()
+                path = FIGURES_DIR / f"nb_curves_{task}{profile_suffix(scale, source)}{recipe_suffix(recipe)}.png"
+                fig.savefig(path, dpi=100)
+                curves.append(path)
+                plt.show()
+                plt.close(fig)
 print("wrote", [p.name for p in curves])
 
 # %% [markdown]
@@ -122,7 +138,7 @@ if diffs:
     for stem, g in d.groupby("file"):
         fig, ax = plt.subplots(figsize=(6, 3.5))
         labels = [f"{r.label}\n{P.optim_label(r.optim)}" for r in g.itertuples()]
-        ax.bar(range(len(g)), g["diff"], color=["tab:red" if o == "adahessian" else "tab:gray" for o in g["optim"]])
+        ax.bar(range(len(g)), g["diff"], color=[optim_color(o) for o in g["optim"]])
         ax.set_xticks(range(len(g)))
         ax.set_xticklabels(labels, fontsize=7)
         ax.axhline(0, color="k", lw=0.8)

@@ -5,8 +5,9 @@ The DLRM recipe of the paper keeps the embedding tables on Adagrad and puts the 
 one optimizer: ``param_groups`` is the concatenation of the members' groups (the same dict objects, so a
 scheduler's changes reach the members), ``step``/``zero_grad``/``state_dict`` fan out to the members.
 
-Members are AdaHessian instances or first-order torch optimizers. On a step, every AdaHessian member takes its
-Hessian estimate *before* any member moves its parameters: an in-place update of a parameter that the
+Members are second-order optimizers (:class:`optim.second_order.SecondOrderOptimizer`: AdaHessian, Sophia-H, yours)
+or first-order torch optimizers. On a step, every second-order member takes its Hessian estimate (phase 1 of its
+public two-phase step) *before* any member moves its parameters: an in-place update of a parameter that the
 double-backward graph saved would make the Hessian-vector product fail.
 """
 
@@ -19,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .adahessian import AdaHessian, _inverse, _mul_, _release_graphs_
+from .second_order import SecondOrderOptimizer, inverse_scale, mul_, release_graphs_
 
 __all__ = ["CombinedOptimizer"]
 
@@ -49,7 +50,7 @@ class CombinedOptimizer(Optimizer):
                         raise ValueError(f"a parameter is in both {seen[id(p)]!r} and {name!r}; "
                                          "the parameter sets must be disjoint")
                     seen[id(p)] = name
-        self.hessian_found_inf = False  # as AdaHessian's: the last step was skipped for an inf/NaN estimate
+        self.hessian_found_inf = False  # as SecondOrderOptimizer's: the last step was skipped for an inf/NaN estimate
         self._initializing = True
         # torch.optim.Optimizer.__init__ sets up the hook dicts and the step profiling; the one empty group it adds
         # is dropped by add_param_group below, and param_groups/state come from the members.
@@ -95,7 +96,7 @@ class CombinedOptimizer(Optimizer):
         found_inf = getattr(self, "found_inf", None)
         members = list(self.optimizers.values())
         if found_inf is not None and bool(found_inf):
-            _release_graphs_(self.param_groups)
+            release_graphs_(self.param_groups)
             return loss
         split: list[Sequence[Tensor | None] | None] = [None] * len(members)
         if hessian_grads is not None:
@@ -109,27 +110,28 @@ class CombinedOptimizer(Optimizer):
                 split[i] = hessian_grads[start:start + n]
                 start += n
         # Phase 1: every Hessian estimate, while all parameters are still those the graphs saw.
-        estimates = [opt._estimate(split[i], hessian_scale, grad_scale, found_inf is not None)
-                     if isinstance(opt, AdaHessian) else None for i, opt in enumerate(members)]
-        self.hessian_found_inf = any(est is None and isinstance(opt, AdaHessian)
-                                     for opt, est in zip(members, estimates))
+        second = [isinstance(opt, SecondOrderOptimizer) for opt in members]
+        estimates = [opt.estimate_hessian(split[i], hessian_scale=hessian_scale, grad_scale=grad_scale,
+                                          under_scaler=found_inf is not None) if second[i] else None
+                     for i, opt in enumerate(members)]
+        self.hessian_found_inf = any(est is None and so for so, est in zip(second, estimates))
         if self.hessian_found_inf:
             # A member's Hessian estimate overflowed under the GradScaler: skip every member, as for inf grads.
-            for opt in members:
-                if isinstance(opt, AdaHessian):
-                    opt._undo_draw()
-            _release_graphs_(self.param_groups)
+            for opt, so in zip(members, second):
+                if so:
+                    opt.undo_draw()
+            release_graphs_(self.param_groups)
             return loss
         # Phase 2: the updates.
-        inv = None if grad_scale is None else _inverse(grad_scale)
-        for opt, est in zip(members, estimates):
-            if isinstance(opt, AdaHessian):
-                opt._update(est, grad_scale)  # type: ignore[arg-type]
+        inv = None if grad_scale is None else inverse_scale(grad_scale)
+        for opt, est, so in zip(members, estimates, second):
+            if so:
+                opt.apply_update(est, grad_scale)  # type: ignore[arg-type]
                 continue
             with torch.no_grad():
-                _release_graphs_(opt.param_groups)
+                release_graphs_(opt.param_groups)
                 if inv is not None:
-                    _mul_([p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None], inv)
+                    mul_([p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None], inv)
             opt.step()
         return loss
 

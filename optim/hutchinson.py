@@ -1,7 +1,10 @@
-"""Hutchinson's estimator of the Hessian diagonal: Rademacher draws, Hessian-vector products, diagonal estimate.
+"""Hutchinson's estimator of the Hessian diagonal: random probes, Hessian-vector products, diagonal estimate.
 
 For a Rademacher vector z (each element +1 or -1 with probability 1/2), E[z * (H z)] = diag(H), because
-E[z_i z_j] = 1 if i == j else 0. AdaHessian uses D = |z * Hz| (the authors' code takes the absolute value before
+E[z_i z_j] = 1 if i == j else 0. A standard Gaussian z (Sophia-H's u ~ N(0, I)) satisfies the same identity, with
+a larger variance (E[z_i^4] = 3 instead of 1).
+
+AdaHessian uses D = |z * Hz| (the authors' code takes the absolute value before
 spatial averaging), which is |diag(H)| exactly when H is diagonal and a biased but positive estimate otherwise.
 
 H z is computed by differentiating the graph-carrying gradients g = dL/dp once more with z as the output
@@ -19,7 +22,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["MissingGraphError", "rademacher_like", "hvp", "diag_estimate"]
+__all__ = ["DISTRIBUTIONS", "MissingGraphError", "rademacher_like", "gaussian_like", "probe_like", "hvp",
+           "diag_estimate"]
+
+DISTRIBUTIONS = ("rademacher", "gaussian")
 
 GeneratorSource = torch.Generator | Callable[[torch.device], torch.Generator | None] | None
 
@@ -57,6 +63,34 @@ def rademacher_like(tensors: Sequence[Tensor], generator: GeneratorSource = None
         for i, chunk in zip(idx, flat.split(sizes)):
             out[i] = chunk.view(tensors[i].shape).to(tensors[i].dtype)
     return out  # type: ignore[return-value]
+
+
+def gaussian_like(tensors: Sequence[Tensor], generator: GeneratorSource = None) -> list[Tensor]:
+    """One standard normal tensor shaped like each of ``tensors`` (one flat draw per device, as
+    :func:`rademacher_like`; drawn in float32 for half-precision tensors, then cast)."""
+    out: list[Tensor | None] = [None] * len(tensors)
+    by_device: dict[torch.device, list[int]] = {}
+    for i, t in enumerate(tensors):
+        by_device.setdefault(t.device, []).append(i)
+    for device, idx in by_device.items():
+        dtypes = {tensors[i].dtype for i in idx}
+        draw_dtype = dtypes.pop() if len(dtypes) == 1 else torch.float32
+        draw_dtype = _acc_dtype(draw_dtype)
+        sizes = [tensors[i].numel() for i in idx]
+        flat = torch.randn(sum(sizes), generator=_generator_for(generator, device), device=device, dtype=draw_dtype)
+        for i, chunk in zip(idx, flat.split(sizes)):
+            out[i] = chunk.view(tensors[i].shape).to(tensors[i].dtype)
+    return out  # type: ignore[return-value]
+
+
+def probe_like(tensors: Sequence[Tensor], generator: GeneratorSource = None,
+               distribution: str = "rademacher") -> list[Tensor]:
+    """Probe vectors of ``distribution`` (one of :data:`DISTRIBUTIONS`) shaped like ``tensors``."""
+    if distribution == "rademacher":
+        return rademacher_like(tensors, generator)
+    if distribution == "gaussian":
+        return gaussian_like(tensors, generator)
+    raise ValueError(f"distribution={distribution!r} is not allowed; choose one of {', '.join(DISTRIBUTIONS)}")
 
 
 _SHIFTS: dict[torch.device, Tensor] = {}
@@ -98,8 +132,9 @@ def hvp(outputs: Sequence[Tensor | None], inputs: Sequence[Tensor], vectors: Seq
 
 def diag_estimate(grads: Sequence[Tensor | None], params: Sequence[Tensor], *,
                   n_samples: int | Sequence[int] = 1, generator: GeneratorSource = None,
-                  absolute: bool = True) -> list[Tensor]:
-    """Hutchinson estimate of diag(H) for each of ``params``, averaged over ``n_samples`` Rademacher draws.
+                  absolute: bool = True, distribution: str = "rademacher") -> list[Tensor]:
+    """Hutchinson estimate of diag(H) for each of ``params``, averaged over ``n_samples`` draws of z from
+    ``distribution`` (``"rademacher"``: AdaHessian; ``"gaussian"``: Sophia-H).
 
     ``grads[i]`` is the graph-carrying gradient of the loss w.r.t. ``params[i]`` (None: no graph for it).
     ``absolute=True`` returns mean |z * Hz| (AdaHessian's D); ``absolute=False`` the signed, unbiased mean
@@ -112,19 +147,26 @@ def diag_estimate(grads: Sequence[Tensor | None], params: Sequence[Tensor], *,
         raise ValueError(f"n_samples has {len(counts)} entries for {len(params)} parameters")
     if any(n < 1 for n in counts):
         raise ValueError(f"n_samples must be >= 1, got {min(counts)}")
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(f"distribution={distribution!r} is not allowed; choose one of {', '.join(DISTRIBUTIONS)}")
+    rademacher = distribution == "rademacher"
     total = max(counts, default=0)
     acc: list[Tensor | None] = [None] * len(params)
     for s in range(total):
-        z = rademacher_like(params, generator)
+        z = probe_like(params, generator, distribution)
         active = [i for i, n in enumerate(counts) if n > s]
         hz = hvp(grads, [params[i] for i in active], z, retain_graph=s < total - 1)
         for i, h in zip(active, hz):
-            # |z * Hz| == |Hz| because |z| == 1: the multiply is skipped for the absolute estimate. autograd may
-            # return broadcast (stride-0) results, which cannot be written in place: those get a new tensor.
+            # |z * Hz| == |Hz| for Rademacher z (|z| == 1): the multiply is skipped for that absolute estimate.
+            # autograd may return broadcast (stride-0) results, which cannot be written in place: those get a new
+            # tensor.
+            skip_mul = absolute and rademacher
             if h.is_contiguous() or h.is_contiguous(memory_format=torch.channels_last):
-                d = h.abs_() if absolute else h.mul_(z[i])
+                d = h if skip_mul else h.mul_(z[i])
+                d = d.abs_() if absolute else d
             else:
-                d = h.abs() if absolute else h * z[i]
+                d = h if skip_mul else h * z[i]
+                d = d.abs() if absolute else d
             d = d.to(_acc_dtype(d.dtype))
             acc[i] = d if acc[i] is None else acc[i].add_(d)
         del z, hz  # free the draw and the products before the next sample's autograd call

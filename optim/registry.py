@@ -17,12 +17,20 @@ sets, each with its own optimizer (DLRM: embeddings on Adagrad, MLPs on AdaHessi
 
     opt = build_optimizer({"embeddings": emb_params, "dense": mlp_params}, name="adahessian", lr=0.043,
                           per_set={"embeddings": {"name": "adagrad", "lr": 0.01}})
+
+``name`` is a registered name (:data:`OPTIMIZERS`, the one list of the suite's optimizers: configs, test
+matrices, the fairseq table and the reports derive from it) or an import path ``package.module:ClassName`` of any
+``torch.optim.Optimizer`` subclass, which then runs on every torch-native task without touching the suite (a
+:class:`optim.second_order.SecondOrderOptimizer` subclass gets Hessian steps).
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import math
 from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -30,21 +38,29 @@ from torch.optim import Optimizer
 
 from .adahessian import AdaHessian
 from .combined import CombinedOptimizer
+from .second_order import SecondOrderOptimizer
+from .sophia import SophiaH
 
-__all__ = ["OPTIMIZERS", "build_optimizer", "needs_hessian", "UnknownOptionError"]
+__all__ = ["OPTIMIZERS", "REGISTRY", "build_optimizer", "optimizer_factory", "needs_hessian", "resolve",
+           "is_second_order", "UnknownOptionError"]
 
-_CLASSES: dict[str, type[Optimizer]] = {
+# The one list of the suite's optimizers (name -> class). Everything else derives from it.
+REGISTRY: dict[str, type[Optimizer]] = {
     "sgd": torch.optim.SGD,  # momentum, nesterov, coupled L2 (weight_decay added to the gradient)
     "adam": torch.optim.Adam,  # coupled L2
     "adamw": torch.optim.AdamW,  # decoupled weight decay
     "adagrad": torch.optim.Adagrad,
     "adahessian": AdaHessian,  # decoupled weight decay
+    "sophiah": SophiaH,  # decoupled weight decay
 }
-OPTIMIZERS: tuple[str, ...] = tuple(_CLASSES)
+OPTIMIZERS: tuple[str, ...] = tuple(REGISTRY)
+_CLASSES = REGISTRY  # the name before the registry was public
 
-# weight_decay defaults to 0 for every name, AdamW included (torch's AdamW default is 0.01): a config that does not
-# mention weight decay gets none.
-_DEFAULTS: dict[str, dict[str, Any]] = {name: {"weight_decay": 0.0} for name in OPTIMIZERS}
+# weight_decay defaults to 0 for every optimizer that takes it, AdamW included (torch's AdamW default is 0.01): a
+# config that does not mention weight decay gets none.
+_DEFAULTS: dict[str, Any] = {"weight_decay": 0.0}
+# Config keys that are the registry's, not the optimizer's.
+CONFIG_KEYS = ("name", "lr", "lr_scale", "per_set", "_target_", "_partial_")
 
 
 class UnknownOptionError(TypeError, ValueError):
@@ -67,36 +83,68 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def is_second_order(opt_or_cls: Any) -> bool:
+    """Whether an optimizer (or class) takes Hessian steps (a :class:`SecondOrderOptimizer`)."""
+    cls = opt_or_cls if isinstance(opt_or_cls, type) else type(opt_or_cls)
+    return issubclass(cls, SecondOrderOptimizer)
+
+
 def _number(what: str, value: Any) -> float:
     if isinstance(value, str):
         try:
-            return float(value)  # "1e-3" is a string in YAML 1.1
+            value = float(value)  # "1e-3" is a string in YAML 1.1
         except ValueError:
             pass
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{what} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{what}={value!r} is not allowed; it must be a finite number")
     return float(value)
 
 
 def _options(cls: type[Optimizer]) -> list[str]:
-    return [n for n in inspect.signature(cls.__init__).parameters if n not in ("self", "params", "lr")]
+    return [n for n, p in inspect.signature(cls.__init__).parameters.items()
+            if n not in ("self", "params", "lr") and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
 
-def _check_name(name: Any) -> str:
-    if not isinstance(name, str) or name.lower() not in _CLASSES:
-        raise ValueError(f"unknown optimizer name {name!r}; allowed names: {', '.join(OPTIMIZERS)}")
-    return name.lower()
+def resolve(name: Any) -> tuple[str, type[Optimizer]]:
+    """(canonical name, class) for a registered name or an import path ``package.module:ClassName``."""
+    if isinstance(name, str) and ":" in name:
+        module_name, _, attr = name.partition(":")
+        try:
+            obj = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as e:
+            raise ValueError(f"optimizer {name!r} does not import ({type(e).__name__}: {e}); an import path is "
+                             "package.module:ClassName of a torch.optim.Optimizer subclass") from None
+        if not (isinstance(obj, type) and issubclass(obj, Optimizer)):
+            raise ValueError(f"optimizer {name!r} is {obj!r}, not a torch.optim.Optimizer subclass")
+        return name, obj
+    if not isinstance(name, str) or name.lower() not in REGISTRY:
+        raise ValueError(f"unknown optimizer name {name!r}; allowed names: {', '.join(OPTIMIZERS)}, or an import "
+                         "path package.module:ClassName")
+    return name.lower(), REGISTRY[name.lower()]
+
+
+def _check_options(name: str, options: Mapping[str, Any]) -> None:
+    # Shapes torch does not check itself (AdamW with betas=(0.9,) fails deep in step() with an IndexError).
+    betas = options.get("betas")
+    if betas is not None:
+        ok = (isinstance(betas, Sequence) and not isinstance(betas, str) and len(betas) == 2
+              and all(isinstance(b, int | float) and not isinstance(b, bool) and 0 <= b < 1 for b in betas))
+        if not ok:
+            raise ValueError(f"optimizer {name!r}: betas={list(betas) if isinstance(betas, tuple) else betas!r} "
+                             "is not allowed; it must be two numbers, each in [0, 1)")
 
 
 def _build_one(params: Any, name: Any, lr: float, options: Mapping[str, Any]) -> Optimizer:
-    name = _check_name(name)
-    cls = _CLASSES[name]
+    name, cls = resolve(name)
     allowed = _options(cls)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise UnknownOptionError(f"optimizer {name!r} got unknown option(s) {', '.join(map(repr, unknown))}; "
                                  f"allowed: {', '.join(allowed)}")
-    kwargs = {**_DEFAULTS[name], **{k: _plain(v) for k, v in options.items()}}
+    kwargs = {**{k: v for k, v in _DEFAULTS.items() if k in allowed}, **{k: _plain(v) for k, v in options.items()}}
+    _check_options(name, kwargs)
     return cls(params, lr=lr, **kwargs)
 
 
@@ -112,7 +160,8 @@ def _groups(params: Any) -> list[dict[str, Any]]:
 def build_optimizer(params: Iterable[Any] | Mapping[str, Iterable[Any]], *, name: str, lr: float,
                     lr_scale: float = 1.0, per_set: Mapping[str, Mapping[str, Any]] | None = None,
                     **kwargs: Any) -> Optimizer:
-    """Build optimizer ``name`` (one of :data:`OPTIMIZERS`) over ``params`` with learning rate ``lr * lr_scale``.
+    """Build optimizer ``name`` (one of :data:`OPTIMIZERS`, or an import path ``package.module:ClassName``) over
+    ``params`` with learning rate ``lr * lr_scale``.
 
     ``kwargs`` are the optimizer's own options (betas may be a list). ``params`` may be a dict ``{set_name:
     params}``; ``per_set={set_name: {"name": ..., "lr": ..., **options}}`` then gives those sets their own
@@ -147,3 +196,42 @@ def build_optimizer(params: Iterable[Any] | Mapping[str, Iterable[Any]], *, name
             # All sets without their own entry share one top-level optimizer, at the first such set's position.
             members["+".join(rest)] = _build_one([g for k in rest for g in sets[k]], name, base_lr * scale, kwargs)
     return CombinedOptimizer(members)
+
+
+def _find_target(node: Any, path: str) -> str | None:
+    if isinstance(node, Mapping):
+        for k, v in node.items():
+            if k == "_target_" and path:
+                return f"{path}._target_"
+            found = _find_target(v, f"{path}.{k}" if path else str(k))
+            if found:
+                return found
+    elif isinstance(node, Sequence) and not isinstance(node, str | bytes):
+        for i, v in enumerate(node):
+            found = _find_target(v, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def optimizer_factory(config: Mapping[str, Any]) -> partial:
+    """``params -> optimizer`` from an optimizer config node (conf/optim/*.yaml), built through the registry.
+
+    The node's ``_target_`` must be ``optim.build_optimizer`` (or absent), and no value below it may carry a
+    ``_target_``: nothing a config names is ever imported or called except the optimizer class itself (a
+    registered name or an import path). Raises ValueError with one line for a bad config."""
+    cfg = dict(_plain(config))
+    target = cfg.get("_target_", "optim.build_optimizer")
+    if target != "optim.build_optimizer":
+        raise ValueError(f"optim._target_={target!r} is not allowed; it must be optim.build_optimizer (choose the "
+                         "optimizer with optim.name)")
+    nested = _find_target({k: v for k, v in cfg.items() if k != "_target_"}, "optim")
+    if nested:
+        raise ValueError(f"{nested} is not allowed: optimizer options are plain values")
+    kwargs = {k: v for k, v in cfg.items() if k not in ("_target_", "_partial_")}
+    if "name" not in kwargs or "lr" not in kwargs:
+        raise ValueError(f"the optimizer config needs name and lr, got {sorted(kwargs)}")
+    resolve(kwargs["name"])
+    _number("optim.lr", kwargs["lr"])
+    _number("optim.lr_scale", kwargs.get("lr_scale", 1.0))
+    return partial(build_optimizer, **kwargs)

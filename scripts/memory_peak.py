@@ -17,8 +17,11 @@ def cpu_peak_mb(fn: Callable[[], Any]) -> float:
     """Peak of the CPU tensor memory allocated while ``fn()`` runs, above the level before it, in MB."""
     from torch.profiler import ProfilerActivity, profile
 
-    # Kineto logs "gpuGetDeviceCount failed" as an ERROR on machines without a GPU; nothing is wrong.
-    os.environ.setdefault("KINETO_LOG_LEVEL", "5")
+    # Kineto's log levels: 0 verbose .. 4 error, 5 "USDT" trace markers. Level 6 keeps it quiet: on machines
+    # without a GPU it logs "gpuGetDeviceCount failed" as an ERROR, and every profile() prints two USDT lines
+    # (profiler_start/stop; `make bench` printed 120 of them). Neither is a problem here. A user's own
+    # KINETO_LOG_LEVEL wins.
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     events = sorted((e for e in prof.events() if e.self_cpu_memory_usage), key=lambda e: e.time_range.start)

@@ -19,18 +19,28 @@ NOTEBOOKS = REPO / "notebooks"
 
 
 def execute(source: Path, out: Path, env: dict[str, str], timeout: int = 600) -> Path:
+    import shutil
+    import tempfile
+
     import jupytext
     import nbformat
+    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
     nb = jupytext.read(source)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits this process's environment
     os.environ.setdefault("MPLBACKEND", "Agg")
+    # The kernel is local: talk to it over IPC sockets in a private folder, not TCP (over TCP ipykernel warns that
+    # the traffic is unencrypted, and any local user could connect to the ports).
+    ipc_dir = tempfile.mkdtemp(prefix="nbkernel-")
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(ipc_dir, "kernel"))
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(source.parent)}}).execute()
+        NotebookClient(nb, km=km, timeout=timeout, resources={"metadata": {"path": str(source.parent)}}).execute()
     finally:
+        if km.has_kernel:
+            km.shutdown_kernel(now=False)
+        shutil.rmtree(ipc_dir, ignore_errors=True)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

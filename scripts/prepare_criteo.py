@@ -14,7 +14,8 @@ pass over it.
 ``--max-ind-range N`` hashes each categorical value to ``value % N`` first (dlrm's ``--max-ind-range``): tables of at
 most N rows instead of up to ~10M (the default, -1, keeps every distinct value, ~34M embedding rows in all).
 
-Try it on the 10,000-row real sample: ``--input ../shared/data/criteo/dac_train_head10000.txt --out /tmp/criteo``.
+Try it on a small real sample first: ``head -n 10000 train.txt > head.txt``, then
+``--input head.txt --out /tmp/criteo``.
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # WMT14 En-De prepared as fairseq's examples/translation/prepare-wmt14en2de.sh does (europarl v7, commoncrawl,
-# news-commentary v12 (--icml17: v9); normalize-punctuation, remove-non-printing-char, Moses tokenizer -a; valid =
-# every 100th training line; test = newstest2014; joint BPE with 40,000 merges; clean-corpus-n 1.5/1..250 on train
-# and valid; fairseq-preprocess --joined-dictionary), with sacremoses and subword-nmt instead of the perl scripts
-# (tasks/translation/prepare.py). The paper validates on newstest2013: VALID_FROM=newstest2013.
+# news-commentary v12 (--icml17: v9); normalize-punctuation, remove-non-printing-char, Moses tokenizer -a; test =
+# newstest2014; joint BPE with 40,000 merges; clean-corpus-n 1.5/1..250 on train and valid; fairseq-preprocess
+# --joined-dictionary), with sacremoses and subword-nmt instead of the perl scripts (tasks/translation/prepare.py).
+# Valid = newstest2013, as the paper (App. D); VALID_FROM=train: every 100th training line, as fairseq's script.
 #
 #   scripts/prepare_wmt14.sh [OUT] [--icml17]     OUT defaults to ${ADAHESSIAN_DATA:-data}/wmt14_en_de
 #
 # About 4.5M sentence pairs: hours of CPU for tokenization and BPE (docs/translation.md). Environment:
-# WMT14_ORIG=DIR uses already extracted archives; BPE_MERGES (40000), WORKERS (all CPUs), VALID_FROM.
+# WMT14_ORIG=DIR uses already extracted archives; BPE_MERGES (40000), WORKERS (all CPUs), VALID_FROM (newstest2013 | train).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
@@ -37,5 +37,5 @@ if [ ! -f "$ORIG/test-full/newstest2014-deen-src.en.sgm" ]; then
     done
 fi
 "$PYTHON" -m tasks.translation.prepare wmt14 --orig "$ORIG" --out "$OUT" --workers "$WORKERS" \
-    --bpe-merges "${BPE_MERGES:-40000}" --valid-from "${VALID_FROM:-train}" "${EXTRA[@]}"
+    --bpe-merges "${BPE_MERGES:-40000}" --valid-from "${VALID_FROM:-newstest2013}" "${EXTRA[@]}"
 echo "data.root: $OUT/data-bin"

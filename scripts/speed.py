@@ -31,16 +31,16 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd  # noqa: E402
+import pandas as pd
 
-from scripts.memory_peak import cpu_peak_mb  # noqa: E402
-from scripts.report import paper as P  # noqa: E402
-from scripts.report.build import sweep_table  # noqa: E402
-from scripts.report.cli import split_passthrough  # noqa: E402
-from scripts.report.defaults import hydra_defaults  # noqa: E402
-from scripts.report.figures import plot_speed  # noqa: E402
-from scripts.report.records import load_runs, profile_banner, profile_suffix  # noqa: E402
-from scripts.report.render import DASH, Table, finite, fmt_diff, fmt_mean_std  # noqa: E402
+from scripts.memory_peak import cpu_peak_mb
+from scripts.report import paper as P
+from scripts.report.build import KINDS, sweep_table
+from scripts.report.cli import split_passthrough
+from scripts.report.defaults import hydra_defaults
+from scripts.report.figures import plot_speed
+from scripts.report.records import load_runs, on_axis, profile_banner, profile_suffix, recipe_of
+from scripts.report.render import DASH, Table, finite, fmt_diff, fmt_mean_std
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -67,7 +67,10 @@ def compose_all(overrides: dict[str, list[str]]):
 
 
 def build_task(cfg):
+    from engine.launch import resolve_cpu_auto
     from engine.trainer import seed_everything
+
+    resolve_cpu_auto(cfg)  # trainer.num_workers=auto -> a number (this script sets its own thread count)
 
     family = importlib.import_module(f"tasks.{cfg.task.family}")
     if not hasattr(family, "build"):
@@ -148,14 +151,23 @@ def measure_time(cfgs: dict, steps: int, warmup: int, repeats: int) -> tuple[pd.
     task = build_task(first)
     batches = fixed_batches(task, max(steps, 8), device)
     contenders = [Contender(k, c, task, device) for k, c in cfgs.items()]
+    t0 = time.perf_counter()
     for c in contenders:
         c.hessian_s.clear()
         c.run(batches, warmup, timed=False)
         c.hessian_s.clear()
         c.plain_s.clear()
-    for _ in range(repeats):
+    # Long work says where it is: one line per round, with the time so far and an estimate of what is left.
+    warm_s = time.perf_counter() - t0
+    print(f"speed: warm-up done in {warm_s:.0f} s; {repeats} timed rounds of {len(contenders)} configurations",
+          flush=True)
+    for r in range(repeats):
+        t = time.perf_counter()
         for c in contenders:
             c.run(batches, c.every * math.ceil(steps / c.every))  # whole N-cycles: the same share of Hessian steps
+        took = time.perf_counter() - t
+        print(f"speed: round {r + 1}/{repeats} took {took:.0f} s (about {took * (repeats - r - 1):.0f} s left)",
+              flush=True)
     rows = []
     for c in contenders:
         every_n = c.every if c.cfg.optim.name == "adahessian" else None
@@ -210,7 +222,8 @@ def _memory_child(overrides: list[str], steps: int, threads: int, conn) -> None:
 def measure_memory(overrides: dict[str, list[str]], steps: int, threads: int = 0) -> pd.DataFrame:
     ctx = mp.get_context("spawn")
     rows = []
-    for name, over in overrides.items():
+    for i, (name, over) in enumerate(overrides.items(), 1):
+        print(f"speed: memory {i}/{len(overrides)}: {name} (a fresh process)", flush=True)
         parent, child = ctx.Pipe(duplex=False)
         p = ctx.Process(target=_memory_child, args=(over, steps, threads, child))
         p.start()
@@ -297,6 +310,21 @@ def speed_table(df: pd.DataFrame, metric: pd.DataFrame | None, *, task: str, sca
     return Table(name, title, data, cells("md"), cells("tex"), notes)
 
 
+def metric_recipe(runs: pd.DataFrame, task: str, scale: str, data_source: str):
+    """Which every-N runs give the metric columns: those of the profile's own recipe when there are any (recipe
+    ()), else every-N runs whatever else they changed (a frozenset of those keys: a shortened sweep), else None
+    (records that cannot say)."""
+    axis = KINDS["every"].axis
+    sel = runs[(runs["task"] == task) & (runs["scale"] == scale) & (runs["data_source"] == data_source)]
+    devs = list(sel["deviations"])
+    if devs and all(d is None for d in devs):
+        return None
+    swept = [d for d in devs if d is not None and any(on_axis(x, axis) for x in d)]
+    if not swept or any(recipe_of(d, axis) == () for d in swept):
+        return ()
+    return frozenset(x.split("=", 1)[0] for d in swept for x in recipe_of(d, axis))
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     argv, extra = split_passthrough(argv)
@@ -331,13 +359,19 @@ def main(argv=None) -> int:
         mem = measure_memory(overrides, args.memory_steps, args.threads)
         df = df.merge(mem, on="config", how="left")
     runs = load_runs(args.results_dir)
-    metric = None
+    metric, recipe = None, ()
     if len(runs):
+        recipe = metric_recipe(runs, args.task, args.scale, data_source)
         _, metric = sweep_table(runs, "every", task=args.task, scale=args.scale, data_source=data_source,
-                                defaults=hydra_defaults(), values=every)
+                                defaults=hydra_defaults(), values=every, recipe=recipe)
         metric = metric[metric["role"] == "swept"]
     table = speed_table(df, metric, task=args.task, scale=args.scale, data_source=data_source, device=device,
                         steps=args.steps, repeats=args.repeats)
+    if recipe:
+        table.notes.append("The metric columns come from every-N runs that also changed "
+                           f"{', '.join(sorted(recipe))} (not the {args.scale} recipe).")
+    elif recipe is None:
+        table.notes.append("The metric columns come from every-N records that do not say their recipe (schema 1).")
     paths = table.write(tables_dir)
     pub = P.published_frequency()
     pub = pub[pub["task"] == args.task]

@@ -13,8 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from scripts.report.defaults import hydra_defaults  # noqa: E402
-from scripts.report.outputs import write_comparison  # noqa: E402
+from scripts.report.defaults import hydra_defaults
+from scripts.report.outputs import write_comparison
 
 
 def main(argv=None) -> int:

@@ -11,7 +11,16 @@ import pandas as pd
 
 from . import paper as P
 from .defaults import DefaultsFn, at_defaults
-from .records import STATUS_PRIORITY, profile_banner, profile_suffix, select
+from .records import (
+    STATUS_PRIORITY,
+    on_axis,
+    profile_banner,
+    profile_suffix,
+    recipe_label,
+    recipe_of,
+    recipe_suffix,
+    select,
+)
 from .render import DELTA, Table, finite, fmt_diff, fmt_mean_std, fmt_ours
 from .stats import sig_mark, summarize, welch
 
@@ -19,9 +28,69 @@ FMTS = ("md", "tex")
 MIN_N_TEST = 3
 
 
-def _title(base: str, scale: str, data_source: str) -> str:
+STAT_FIELDS = ["n", "mean", "std", "sem", "n_diverged", "n_failed", "n_interrupted", "n_unfinished", "n_stale",
+               "n_no_metric", "n_total", "seeds", "values"]
+
+
+def title_of(base: str, scale: str, data_source: str, recipe: tuple | None = ()) -> str:
     banner = profile_banner(scale, data_source)
+    what = recipe_label(recipe)
+    if what:  # not the profile's recipe: say what it is, whatever the scale
+        banner = f"{banner} / {what}" if banner else f"{what} - NOT the paper's recipe"
     return f"{banner}: {base}" if banner else base
+
+
+def _recipes(runs: pd.DataFrame, axis=()) -> pd.Series:
+    """Each run's recipe variant (its deviations less the ``axis`` keys; None: unknown), as a Series."""
+    return pd.Series([recipe_of(d, axis) for d in runs["deviations"]], index=runs.index, dtype=object)
+
+
+def in_recipe(runs: pd.DataFrame, recipe, defaults: DefaultsFn, axis=(), vary=None) -> pd.DataFrame:
+    """The runs of one recipe variant. Records that say their deviations are taken at their word; records that
+    cannot (schema 1, ``recipe`` None) are placed by the old test: swept hyperparameters at their conf/ defaults."""
+    if runs.empty:
+        return runs
+    rec = _recipes(runs, axis)
+    sel = runs[rec.map(lambda r: fits_recipe(r, recipe))]
+    return at_defaults(sel, defaults, vary=vary) if recipe is None else sel
+
+
+def fits_recipe(r: tuple | None, recipe) -> bool:
+    """Whether a run's recipe ``r`` is ``recipe``: a tuple (exactly these deviations), None (unknown), or a
+    frozenset of keys (any deviations of these keys only: the runs of a sweep given overrides of these keys)."""
+    if recipe is None or r is None:
+        return recipe is None and r is None
+    if isinstance(recipe, frozenset):
+        return all(d.split("=", 1)[0] in recipe for d in r)
+    return r == tuple(recipe)
+
+
+def recipe_seen(runs: pd.DataFrame, recipe, axis=()) -> tuple | None:
+    """What a selection's recipe is, for its title: a frozenset of keys becomes the deviations the runs hold."""
+    if not isinstance(recipe, frozenset):
+        return recipe
+    return tuple(sorted({d for r in _recipes(runs, axis) if r for d in r}))
+
+
+def _excluded_notes(others: pd.DataFrame, scale: str, axis=(), sweep_axes=()) -> list[str]:
+    """One line naming the runs of these tasks that are not in this table, and why."""
+    if others.empty:
+        return []
+    rec = _recipes(others, axis)
+    sweeps = rec.map(lambda r: r is not None and any(on_axis(d, sweep_axes) for d in r))
+    lines = []
+    if sweeps.any():
+        lines.append(f"{int(sweeps.sum())} run(s) of sweeps (a swept setting differs from the recipe) are in the "
+                     "sweep tables, not here.")
+    rest = others[~sweeps]
+    if len(rest):
+        items = []
+        for r, why in zip(rest.itertuples(), rec[~sweeps]):
+            what = recipe_label(why) if why is not None else "recipe unknown"
+            items.append(f"{r.task}/{r.optim} seed {r.seed} (run {r.run_id}, {r.status}): {what}")
+        lines.append(f"Excluded: {len(rest)} run(s) that are not the {scale} recipe (each is in the table of its "
+                     "own recipe, titled with it): " + "; ".join(items) + ".")
+    return lines
 
 
 def _stat_row(summ: pd.DataFrame, **eq) -> dict | None:
@@ -33,11 +102,16 @@ def _failed_notes(runs: pd.DataFrame, param: str | None = None) -> list[str]:
     """One line per failed, interrupted or unfinished run: what it was, its run id and the error's last line."""
     notes = []
     for r in runs[runs["status"].isin(["failed", "interrupted", "running"])].itertuples():
-        err = (r.error or "").strip().splitlines()
+        err = (r.error if isinstance(r.error, str) else "").strip().splitlines()
         why = f": {err[-1][:160]}" if err else ""
         val = getattr(r, param, None) if param else None
         at = f" {param}={float(val):g}" if finite(val) else ""
-        state = "unfinished (running, or killed)" if r.status == "running" else r.status
+        if r.status != "running":
+            state = r.status
+        elif getattr(r, "stale", False) is True:
+            state = "stale (recorded as running, but its process is gone; resume=true continues it)"
+        else:
+            state = "unfinished (running)"
         notes.append(f"{state}: {r.task}/{r.optim}{at} seed {r.seed} (run {r.run_id}){why}")
     return notes
 
@@ -65,19 +139,64 @@ def _dup_note(n: int) -> list[str]:
 # ----------------------------------------------------------------------------------------------------------
 # Tables 2, 3, 4 and the DLRM figure
 # ----------------------------------------------------------------------------------------------------------
+def _better_alternative(sel: pd.DataFrame, task: str, info: dict) -> tuple[pd.DataFrame, dict, list[str]]:
+    """The paper's rule where it ran a setting both ways (ImageNet: step vs plateau decay, Sec. IV-B): per
+    optimizer, the runs of the variant with the better mean. Returns those runs, optimizer -> variant, and a note."""
+    alt = P.ALTERNATIVES[task]
+    if sel.empty:
+        return sel, {}, []
+    sel = sel.assign(variant=[alt["label"](c if isinstance(c, dict) else {}) for c in sel["config"]])
+    kept, _ = one_per_seed(sel, ["optim", "variant"])
+    summ = summarize(kept, ["optim", "variant"])
+    hib = bool(info["higher_is_better"])
+    chosen, parts = {}, []
+    for optim, g in summ.groupby("optim"):
+        done = g[g["n"] > 0].sort_values("mean", ascending=not hib)
+        best = done.iloc[0]["variant"] if len(done) else None
+        chosen[optim] = best
+        said = ", ".join(f"{r.variant} {r.mean:.{info['decimals']}f} (n={r.n})" if r.n else f"{r.variant} no result"
+                         for r in g.itertuples())
+        parts.append(f"{P.optim_label(optim)}: {said}" + (f" -> {best}" if best is not None else ""))
+    keep = sel[[chosen.get(o) in (None, v) for o, v in zip(sel["optim"], sel["variant"])]]
+    note = (f"{info['label']}: the better of the {alt['axis']} variants per optimizer, as the paper (Sec. IV-B); "
+            "the cell names the one shown: " + "; ".join(parts) + ".")
+    return keep, chosen, [note]
+
+
+def _variant_tag(variant) -> str:
+    """' (plateau)' after a cell of a task run both ways; nothing elsewhere."""
+    return f" ({variant})" if isinstance(variant, str) else ""
+
+
 def comparison_table(runs: pd.DataFrame, table: str, *, scale: str, data_source: str, defaults: DefaultsFn,
-                     paper_dir=None, min_n: int = MIN_N_TEST) -> Table:
+                     paper_dir=None, min_n: int = MIN_N_TEST, recipe: tuple | None = ()) -> Table:
     """Rows: optimizers; per task three columns: ours (mean ± std over seeds, n), the published value, and the
     difference. AdaHessian is marked when Welch's t-test against the best baseline gives p < 0.05 (*) or
-    p < 0.01 (**), run only when both have ``min_n`` or more seeds."""
+    p < 0.01 (**), run only when both have ``min_n`` or more seeds.
+
+    Only runs of ``recipe`` enter: () = exactly the profile's recipe (the record's deviations are empty), a tuple
+    of deviations = that modified recipe, None = records that cannot say (schema 1). Every other run of these
+    tasks is named in the notes with the reason."""
     table = str(table)
     name, base_title = P.TABLES[table]
     tasks = P.tasks_of_table(table, paper_dir)
     pub = P.published_results(paper_dir)
     pub = pub[pub["table"] == table]
-    sel = runs[(runs["scale"] == scale) & (runs["data_source"] == data_source) & runs["task"].isin(tasks)]
-    sel, n_dup = one_per_seed(at_defaults(sel, defaults), ["task", "optim"])
+    prof = runs[(runs["scale"] == scale) & (runs["data_source"] == data_source) & runs["task"].isin(tasks)]
+    parts, others, alt_notes, variants = [], [], [], {}
+    for task, grp in prof.groupby("task"):
+        axis = P.alternative_axes(task)
+        part = in_recipe(grp, recipe, defaults, axis=axis)
+        others.append(grp.drop(part.index))
+        if axis:
+            part, chosen, note = _better_alternative(part, task, P.task_info(task, paper_dir))
+            variants.update({(task, o): v for o, v in chosen.items() if v is not None})
+            alt_notes += note
+        parts.append(part)
+    sel = pd.concat(parts) if parts else prof
+    sel, n_dup = one_per_seed(sel, ["task", "optim"])
     summ = summarize(sel, ["task", "optim"])
+    excluded = _excluded_notes(pd.concat(others) if others else prof.iloc[:0], scale, sweep_axes=SWEEP_AXES)
 
     optims = sorted(set(pub["optim"]) | set(summ["optim"]), key=P.optim_sort_key)
     rows, notes, missing = [], [], []
@@ -116,10 +235,10 @@ def comparison_table(runs: pd.DataFrame, table: str, *, scale: str, data_source:
                 "model": info["model"], "optim": optim, "metric": info["metric"], "higher_is_better": hib,
                 "scale": scale, "data_source": data_source,
             }
-            for c in ["n", "mean", "std", "sem", "n_diverged", "n_failed", "n_interrupted", "n_unfinished",
-                      "n_no_metric", "n_total", "seeds", "values"]:
+            for c in STAT_FIELDS:
                 empty = 0 if c.startswith("n") else [] if c in ("seeds", "values") else math.nan
                 row[c] = st[c] if st is not None else empty
+            row["variant"] = variants.get((task, optim))
             row["paper_mean"] = pr["mean"] if pr is not None else math.nan
             row["paper_std"] = pr["std"] if pr is not None else math.nan
             row["paper_n"] = pr["n_runs"] if pr is not None else math.nan
@@ -138,7 +257,8 @@ def comparison_table(runs: pd.DataFrame, table: str, *, scale: str, data_source:
         d = info["decimals"]
         sub = data[data["task"] == task].set_index("optim")
         for f in FMTS:
-            disp[f][info["label"]] = [fmt_ours(sub.loc[o], d, f, sig_mark(sub.loc[o, "p_value"])) for o in optims]
+            disp[f][info["label"]] = [fmt_ours(sub.loc[o], d, f, sig_mark(sub.loc[o, "p_value"]))
+                                      + _variant_tag(sub.loc[o, "variant"]) for o in optims]
             disp[f][f"{info['label']} paper"] = [fmt_mean_std(sub.loc[o, "paper_mean"], sub.loc[o, "paper_std"], d, f)
                                                   for o in optims]
             disp[f][f"{info['label']} {DELTA['md']}"] = [fmt_diff(sub.loc[o, "diff"], d, f) for o in optims]
@@ -154,9 +274,9 @@ def comparison_table(runs: pd.DataFrame, table: str, *, scale: str, data_source:
     ]
     if missing:
         head.append("Missing runs (no record): " + "; ".join(missing) + ".")
-    notes = head + notes + _dup_note(n_dup) + _failed_notes(sel)
-    return Table(name + profile_suffix(scale, data_source), _title(base_title, scale, data_source), data, md, tex,
-                 notes)
+    notes = head + alt_notes + notes + _dup_note(n_dup) + _failed_notes(sel) + excluded
+    return Table(name + profile_suffix(scale, data_source) + recipe_suffix(recipe),
+                 title_of(base_title, scale, data_source, recipe), data, md, tex, notes)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -166,9 +286,8 @@ def comparison_table(runs: pd.DataFrame, table: str, *, scale: str, data_source:
 class SweepKind:
     kind: str
     param: str           # record hparam / Hydra override optim.<param>
+    axis: tuple          # the settings a run of this sweep may change from its recipe ("dotted.key" of deviations)
     values: tuple        # the paper's grid
-    optims: tuple        # optimizers swept
-    reference: tuple     # optimizers run once at their defaults as a reference
     table: str
     title: str
     value_label: str
@@ -178,16 +297,33 @@ class SweepKind:
         s = f"{v:g}"
         return {"lr": f"{s}x", "block": f"b={s}", "every": f"N={s}"}[self.kind]
 
+    def optimizers(self, paper_dir=None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(swept, reference) optimizers of the paper's study, from its published numbers (results/paper/): the
+        LR study's optimizers; the block study's AdaHessian rows and its reference row (no block size); the
+        every-N study's (AdaHessian)."""
+        key = P.optim_sort_key
+        if self.kind == "lr":
+            return tuple(sorted(set(P.published_lr(paper_dir)["optim"]), key=key)), ()
+        if self.kind == "block":
+            pub = P.published_block(paper_dir)
+            ref = pub["block_size"].isna()
+            return (tuple(sorted(set(pub[~ref]["optim"]), key=key)), tuple(sorted(set(pub[ref]["optim"]), key=key)))
+        return tuple(sorted(set(P.published_frequency(paper_dir).get("optimizer", ["adahessian"])), key=key)), ()
+
 
 KINDS = {
-    "lr": SweepKind("lr", "lr_scale", (0.5, 1, 2, 3, 4, 5, 6, 10), ("adamw", "adahessian"), (), "6",
+    "lr": SweepKind("lr", "lr_scale", ("optim.lr_scale",), (0.5, 1, 2, 3, 4, 5, 6, 10), "6",
                     "Table 6: robustness to the learning rate (multiples of each optimizer's own base lr)",
                     "lr multiplier"),
-    "block": SweepKind("block", "block_size", (1, 2, 4, 8, 16, 32, 64, 128), ("adahessian",), ("adamw",), "7",
+    "block": SweepKind("block", "block_size", ("optim.block_size",), (1, 2, 4, 8, 16, 32, 64, 128), "7",
                        "Table 7: AdaHessian block size (spatial averaging) with the AdamW reference", "block size"),
-    "every": SweepKind("every", "update_each", (1, 2, 3, 4, 5), ("adahessian",), (), "8",
-                       "Table 8 (metric): AdaHessian with the Hessian computed every N steps", "Hessian every N"),
+    # App. D(f): the Hessian every step for the first 5 epochs, then every N (hessian_warmup_steps)
+    "every": SweepKind("every", "update_each", ("optim.update_each", "optim.hessian_warmup_steps"), (1, 2, 3, 4, 5),
+                       "8", "Table 8 (metric): AdaHessian with the Hessian computed every N steps (every step for "
+                       "the first 5 epochs)", "Hessian every N"),
 }
+# Every setting some sweep varies: runs that differ from their recipe only there belong to the sweep tables.
+SWEEP_AXES = tuple(a for k in KINDS.values() for a in k.axis)
 
 
 def _published_sweep(kind: SweepKind, task: str, paper_dir) -> pd.DataFrame:
@@ -208,19 +344,25 @@ def _published_sweep(kind: SweepKind, task: str, paper_dir) -> pd.DataFrame:
 
 
 def sweep_selection(runs: pd.DataFrame, kind: SweepKind, *, task: str, scale: str, data_source: str,
-                    defaults: DefaultsFn, optims=None, reference=None) -> pd.DataFrame:
-    """The runs of a sweep: swept optimizers with every other swept parameter at its default, plus the reference
-    optimizers at their defaults. Column ``value`` holds the swept value (NaN for the reference)."""
-    optims = tuple(optims or kind.optims)
-    reference = tuple(kind.reference if reference is None else reference)
+                    defaults: DefaultsFn, optims=None, reference=None, recipe: tuple | None = ()) -> pd.DataFrame:
+    """The runs of a sweep: swept optimizers whose recipe differs only on the sweep's axis, plus the reference
+    optimizers at their recipe (``recipe``: () the profile's own, or a modified one; None: records that cannot
+    say, placed by their swept hyperparameters' conf/ defaults). Column ``value`` holds the swept value (NaN for
+    the reference); ``attrs["others"]`` the other runs of these optimizers on the task (for the notes)."""
+    d_optims, d_ref = kind.optimizers()
+    optims = tuple(optims or d_optims)
+    reference = tuple(d_ref if reference is None else reference)
     base = runs[(runs["task"] == task) & (runs["scale"] == scale) & (runs["data_source"] == data_source)]
-    swept = at_defaults(base[base["optim"].isin(optims)], defaults, vary=kind.param)
+    base = base[base["optim"].isin(optims + reference)]
+    swept = in_recipe(base[base["optim"].isin(optims)], recipe, defaults, axis=kind.axis, vary=kind.param)
     swept = swept.assign(value=swept[kind.param].astype(float), role="swept")
-    ref = at_defaults(base[base["optim"].isin(reference) & ~base["optim"].isin(optims)], defaults)
+    ref = in_recipe(base[base["optim"].isin(reference) & ~base["optim"].isin(optims)], recipe, defaults)
     ref = ref.assign(value=np.nan, role="reference")
+    others = base.drop(list(swept.index) + list(ref.index))
     both = pd.concat([swept, ref], ignore_index=True)
     kept, n_dup = one_per_seed(both, ["optim", "role", "value"])
     kept.attrs["n_duplicates"] = n_dup
+    kept.attrs["others"] = others
     return kept
 
 
@@ -242,18 +384,19 @@ def expected_missing(sel: pd.DataFrame, kind: SweepKind, *, optims, values, refe
 
 def sweep_table(runs: pd.DataFrame, kind: str | SweepKind, *, task: str, scale: str, data_source: str,
                 defaults: DefaultsFn, optims=None, values=None, reference=None, seeds=None,
-                paper_dir=None) -> tuple[Table, pd.DataFrame]:
+                paper_dir=None, recipe: tuple | None = ()) -> tuple[Table, pd.DataFrame]:
     """The sweep in the paper's layout: one column per swept value (plus the reference optimizer), one row per
     optimizer, with the published row and the difference under it where the paper has numbers for this task.
     Returns the table and the per-(optim, value) summary (for the figure)."""
     kind = KINDS[kind] if isinstance(kind, str) else kind
-    optims = tuple(optims or kind.optims)
-    reference = tuple(kind.reference if reference is None else reference)
+    d_optims, d_ref = kind.optimizers(paper_dir)
+    optims = tuple(optims or d_optims)
+    reference = tuple(d_ref if reference is None else reference)
     values = tuple(float(v) for v in (values or kind.values))
     info = P.task_info(task, paper_dir)
     d = info["decimals"]
     sel = sweep_selection(runs, kind, task=task, scale=scale, data_source=data_source, defaults=defaults,
-                          optims=optims, reference=reference)
+                          optims=optims, reference=reference, recipe=recipe)
     summ = summarize(sel, ["optim", "role", "value"])
     pub = _published_sweep(kind, task, paper_dir)
     has_pub = len(pub) > 0
@@ -267,8 +410,7 @@ def sweep_table(runs: pd.DataFrame, kind: str | SweepKind, *, task: str, scale: 
             pr = pr.iloc[0] if len(pr) else None
             row = {"task": task, "label": info["label"], "kind": kind.kind, "param": kind.param, "optim": o,
                    "role": role, "value": v, "scale": scale, "data_source": data_source}
-            for c in ["n", "mean", "std", "sem", "n_diverged", "n_failed", "n_interrupted", "n_unfinished",
-                      "n_no_metric", "n_total", "seeds", "values"]:
+            for c in STAT_FIELDS:
                 empty = 0 if c.startswith("n") else [] if c in ("seeds", "values") else math.nan
                 row[c] = st[c] if st is not None else empty
             row["paper_mean"] = pr["mean"] if pr is not None else math.nan
@@ -326,6 +468,8 @@ def sweep_table(runs: pd.DataFrame, kind: str | SweepKind, *, task: str, scale: 
         else:
             notes.append(f"Every planned run has a record (seeds {', '.join(map(str, seeds))}).")
     notes += _dup_note(sel.attrs.get("n_duplicates", 0)) + _failed_notes(sel, kind.param)
-    name = f"table{kind.table}_{kind.kind}_{task}{profile_suffix(scale, data_source)}"
-    title = _title(f"{kind.title}, {info['label']}", scale, data_source)
+    notes += _excluded_notes(sel.attrs.get("others", sel.iloc[:0]), scale, axis=kind.axis, sweep_axes=SWEEP_AXES)
+    recipe = recipe_seen(sel, recipe, kind.axis)
+    name = f"table{kind.table}_{kind.kind}_{task}{profile_suffix(scale, data_source)}{recipe_suffix(recipe)}"
+    title = title_of(f"{kind.title}, {info['label']}", scale, data_source, recipe)
     return Table(name, title, data, disp["md"], disp["tex"], notes), data

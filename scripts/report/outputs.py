@@ -7,10 +7,25 @@ from pathlib import Path
 import pandas as pd
 
 from . import paper as P
-from .build import comparison_table
-from .defaults import DefaultsFn, at_defaults
+from .build import SWEEP_AXES, comparison_table, in_recipe, title_of
+from .defaults import DefaultsFn
 from .figures import curve_column, plot_curves
-from .records import load_history, load_runs, profile_banner, profile_suffix, profiles
+from .records import load_history, load_runs, on_axis, profile_suffix, profiles, recipe_of, recipe_suffix
+
+
+def recipe_variants(runs: pd.DataFrame) -> list[tuple | None]:
+    """The recipes the runs hold that get comparison tables: the profile's own (always), every modified recipe
+    that is not a sweep's point (a swept setting changed: those are in the sweep tables), and "unknown"
+    (schema-1 records) if any.
+    Deviations on a task's alternative axis (ImageNet's schedule) are part of its own table."""
+    out: list[tuple | None] = [()]
+    for task, dev in zip(runs["task"], runs["deviations"]):
+        r = recipe_of(dev, P.alternative_axes(task))
+        if r is not None and any(on_axis(d, SWEEP_AXES) for d in r):  # a sweep's point: in the sweep tables
+            continue
+        if r not in out:
+            out.append(r)
+    return sorted(out, key=lambda r: (r is None, r or ()))
 
 
 def write_comparison(results_dir, tables_dir, figures_dir, defaults: DefaultsFn, *, scale=None, data_source=None,
@@ -29,27 +44,31 @@ def write_comparison(results_dir, tables_dir, figures_dir, defaults: DefaultsFn,
     written: list[Path] = []
     history = None
     for sc, ds in profs:
-        for table in P.TABLES:
-            t = comparison_table(runs, table, scale=sc, data_source=ds, defaults=defaults, paper_dir=paper_dir)
-            written += t.write(tables_dir)
-        sel = at_defaults(runs[(runs["scale"] == sc) & (runs["data_source"] == ds)], defaults)
-        if sel.empty:
-            continue
-        if history is None:
-            history = load_history(results_dir, runs)
-        hist = history[history["run_id"].isin(sel["run_id"])] if len(history) else history
-        banner = profile_banner(sc, ds)
-        for task in sorted(sel["task"].unique()):
-            if hist.empty or hist[hist["task"] == task]["metric"].notna().sum() == 0:
+        prof = runs[(runs["scale"] == sc) & (runs["data_source"] == ds)]
+        for recipe in recipe_variants(prof):
+            for table in P.TABLES:
+                t = comparison_table(runs, table, scale=sc, data_source=ds, defaults=defaults, paper_dir=paper_dir,
+                                     recipe=recipe)
+                written += t.write(tables_dir)
+            sel = pd.concat([in_recipe(g, recipe, defaults, axis=P.alternative_axes(task))
+                             for task, g in prof.groupby("task")]) if len(prof) else prof
+            if sel.empty:
                 continue
-            info = P.task_info(task, paper_dir)
-            pub = P.published_results(paper_dir)
-            pub = pub[pub["task"] == task]
-            is_dlrm = str(info["table"]) == "fig6"
-            _, ylab = curve_column(hist[hist["task"] == task])
-            base = (f"Figure 6: {info['label']}, test accuracy during training" if is_dlrm
-                    else f"{info['label']}: {ylab} during training, mean ± std over seeds")
-            title = f"{banner}: {base}" if banner else base
-            name = ("fig6_dlrm" if is_dlrm else f"curves_{task}") + profile_suffix(sc, ds) + ".png"
-            written.append(plot_curves(hist, task, title, Path(figures_dir) / name, published=pub))
+            if history is None:
+                history = load_history(results_dir, runs)
+            hist = history[history["run_id"].isin(sel["run_id"])] if len(history) else history
+            for task in sorted(sel["task"].unique()):
+                if hist.empty or hist[hist["task"] == task]["metric"].notna().sum() == 0:
+                    continue
+                info = P.task_info(task, paper_dir)
+                pub = P.published_results(paper_dir)
+                pub = pub[pub["task"] == task]
+                is_dlrm = str(info["table"]) == "fig6"
+                _, ylab = curve_column(hist[hist["task"] == task])
+                base = (f"Figure 6: {info['label']}, test accuracy during training" if is_dlrm
+                        else f"{info['label']}: {ylab} during training, mean ± std over seeds")
+                name = (("fig6_dlrm" if is_dlrm else f"curves_{task}") + profile_suffix(sc, ds)
+                        + recipe_suffix(recipe) + ".png")
+                written.append(plot_curves(hist, task, title_of(base, sc, ds, recipe), Path(figures_dir) / name,
+                                           published=pub))
     return written

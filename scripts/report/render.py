@@ -41,7 +41,7 @@ def fmt_ours(row, d: int, fmt: str = "md", mark: str = "") -> str:
     n = int(row["n"])
     counts = [(int(row.get(c, 0) or 0), label) for c, label in [
         ("n_diverged", "diverged"), ("n_failed", "failed"), ("n_interrupted", "interrupted"),
-        ("n_unfinished", "unfinished"), ("n_no_metric", "no metric")]]
+        ("n_unfinished", "unfinished"), ("n_stale", "stale"), ("n_no_metric", "no metric")]]
     others = ", ".join(f"{k} {label}" for k, label in counts if k)
     if n == 0:
         return f"{others} (of {int(row['n_total'])})"

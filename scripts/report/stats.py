@@ -15,7 +15,7 @@ from scipy import stats as sps
 
 STAT_COLUMNS = [
     "n", "mean", "std", "sem", "values", "seeds", "n_diverged", "n_failed", "n_interrupted", "n_unfinished",
-    "n_no_metric", "n_total",
+    "n_stale", "n_no_metric", "n_total",
 ]
 
 
@@ -23,6 +23,7 @@ def _group_stats(g: pd.DataFrame, value: str) -> pd.Series:
     ok = g[(g["status"] == "completed") & np.isfinite(g[value].astype(float))]
     vals = ok[value].astype(float).to_numpy()
     n = len(vals)
+    stale = g["stale"].fillna(False).astype(bool) if "stale" in g else pd.Series(False, index=g.index)
     std = float(np.std(vals, ddof=1)) if n >= 2 else math.nan  # sample std (n-1), as over seeds
     return pd.Series({
         "n": n,
@@ -34,7 +35,9 @@ def _group_stats(g: pd.DataFrame, value: str) -> pd.Series:
         "n_diverged": int((g["status"] == "diverged").sum()),
         "n_failed": int((g["status"] == "failed").sum()),
         "n_interrupted": int((g["status"] == "interrupted").sum()),
-        "n_unfinished": int((g["status"] == "running").sum()),
+        # running: still going (or killed too recently to tell); stale: running, but its process is gone
+        "n_unfinished": int(((g["status"] == "running") & ~stale).sum()),
+        "n_stale": int(((g["status"] == "running") & stale).sum()),
         "n_no_metric": int(((g["status"] == "completed") & ~np.isfinite(g[value].astype(float))).sum()),
         "n_total": len(g),
     })
@@ -47,7 +50,7 @@ def summarize(runs: pd.DataFrame, by: Sequence[str], value: str = "best_metric")
         return pd.DataFrame(columns=by + STAT_COLUMNS)
     out = runs.groupby(by, dropna=False, sort=True).apply(lambda g: _group_stats(g, value), include_groups=False)
     out = out.reset_index()
-    for c in ["n", "n_diverged", "n_failed", "n_interrupted", "n_unfinished", "n_no_metric", "n_total"]:
+    for c in ["n", "n_diverged", "n_failed", "n_interrupted", "n_unfinished", "n_stale", "n_no_metric", "n_total"]:
         out[c] = out[c].astype(int)
     return out
 

@@ -67,9 +67,44 @@ def tokenize_lines(lines: Iterable[str]) -> list[str]:
     return words
 
 
-def read_tokens(path: Path) -> list[str]:
-    with open(path, encoding="utf-8") as f:
-        return tokenize_lines(f)
+def read_tokens(path: str | Path) -> list[str]:
+    """The tokens of a text file (:func:`tokenize_lines`), checked: ValueError naming the file when it is not UTF-8
+    or holds no word (an empty training file would otherwise surface later as an unknown word in another split)."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            words = tokenize_lines(f)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} at offset {e.start}); "
+                         f"the language-model corpora are UTF-8 plain text") from None
+    if len(words) == words.count(EOS):
+        raise ValueError(f"{path} holds no words ({path.stat().st_size} bytes); prepare the corpus again")
+    return words
+
+
+def check_text_file(path: str | Path) -> None:
+    """Cheap check of a corpus file before a run: present, not empty, and (streamed, in 16 MiB blocks) UTF-8.
+    FileNotFoundError or ValueError naming the file."""
+    import codecs
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (0 bytes); prepare the corpus again")
+    decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path} is not UTF-8 text (byte {block[e.start:e.start + 1]!r} at offset "
+                                 f"{offset + e.start}); the language-model corpora are UTF-8 plain text") from None
+            offset += len(block)
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise ValueError(f"{path} is not UTF-8 text (it ends inside a multi-byte character: truncated?)") from None
 
 
 def ptb_paths(root: str | Path) -> dict[str, Path]:
@@ -77,8 +112,8 @@ def ptb_paths(root: str | Path) -> dict[str, Path]:
     return {split: root / name for split, name in PTB_FILES.items()}
 
 
-def load_ptb(root: str | Path) -> tuple[Vocab, dict[str, torch.Tensor]]:
-    """The vocabulary (from the training split) and each split as a 1-D tensor of token ids."""
+def check_ptb_present(root: str | Path) -> dict[str, Path]:
+    """The three PTB paths, or FileNotFoundError saying which are missing and how to get them."""
     paths = ptb_paths(root)
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
@@ -89,6 +124,18 @@ def load_ptb(root: str | Path) -> tuple[Vocab, dict[str, torch.Tensor]]:
             f"`python scripts/prepare_ptb.py --root {Path(root)} --from DIR` (a directory holding the three files), "
             f"or point data.root at such a directory; data.source=synthetic runs without it."
         )
+    return paths
+
+
+def check_ptb(root: str | Path) -> None:
+    """Before a run: the three files present, none empty, all UTF-8 (FileNotFoundError / ValueError, one line)."""
+    for path in check_ptb_present(root).values():
+        check_text_file(path)
+
+
+def load_ptb(root: str | Path) -> tuple[Vocab, dict[str, torch.Tensor]]:
+    """The vocabulary (from the training split) and each split as a 1-D tensor of token ids."""
+    paths = check_ptb_present(root)
     words = {split: read_tokens(paths[split]) for split in SPLITS}
     vocab = Vocab(words["train"])
     ids = {split: torch.tensor(vocab.encode(words[split], where=str(paths[split])), dtype=torch.long)

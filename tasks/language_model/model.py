@@ -1,7 +1,7 @@
-"""A standard pre-norm transformer language model (decoder-only, causal self-attention).
+"""A standard pre-norm transformer language model (decoder-only, causal self-attention), ``task.model.arch: standard``.
 
-The paper's PTB model is the 3-layer tensorized transformer of Ma et al. (2019), whose code is not public; this is a
-plain transformer LM of the same depth: token embedding scaled by sqrt(d_model) plus sinusoidal positions, blocks
+The paper's LM is the tensorized transformer of Ma et al. (2019) (tensorized.py, the default); this plain transformer
+LM is the named alternative: token embedding scaled by sqrt(d_model) plus sinusoidal positions, blocks
 ``x + Dropout(Attn(LN(x)))`` and ``x + Dropout(FFN(LN(x)))``, a final LayerNorm and an output layer tied to the
 input embedding.
 
@@ -108,8 +108,14 @@ class TransformerLM(nn.Module):
         return self.head(self.ln_f(x))
 
 
-def lm_loss(model: nn.Module, batch) -> torch.Tensor:
-    """Mean next-token cross-entropy (nats) over every position of the batch."""
+def lm_loss(model: nn.Module, batch, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean next-token cross-entropy (nats) over every position of the batch, label-smoothed when asked.
+
+    With smoothing ``eps`` each token's loss is ``(1 - eps) * NLL + eps * mean over the vocabulary of -log p`` (torch's
+    ``label_smoothing``, the same as fairseq's ``label_smoothed_cross_entropy``). Only training uses it: perplexity is
+    always from the unsmoothed loss (metric.py).
+    """
     x, y = batch
     logits = model(x)
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1),
+                           label_smoothing=label_smoothing)

@@ -8,12 +8,13 @@ and a checkpoint. See docs/tasks_lm_dlrm.md.
 
 from __future__ import annotations
 
+import torch
 from omegaconf import OmegaConf
 
 from engine.task_api import MetricSpec, TorchTask
 from engine.trainer import fit
 
-from .data import ClickBatches, EvalBatches, load_prepared, synthetic_splits
+from .data import TEST_ROWS, ClickBatches, EvalBatches, load_prepared, open_prepared, synthetic_splits
 from .metric import evaluate
 from .model import DLRM, click_loss
 
@@ -35,6 +36,16 @@ def use_sparse_embeddings(setting, optim_cfg) -> bool:
     return setting
 
 
+def check_data(cfg) -> None:
+    """Before a run record exists: the prepared arrays are present and agree with meta.json (shapes, types, table
+    sizes), or one line naming the file (FileNotFoundError / ValueError). Synthetic data needs nothing."""
+    if cfg.data.source == "synthetic":
+        return
+    if cfg.data.test_rows not in TEST_ROWS:
+        raise ValueError(f"data.test_rows={cfg.data.test_rows!r} is not allowed; choose one of {', '.join(TEST_ROWS)}")
+    open_prepared(cfg.data.root)
+
+
 def load_splits(cfg):
     if cfg.data.source == "synthetic":
         return synthetic_splits(cfg.data.synthetic)
@@ -49,6 +60,12 @@ def build_with_info(cfg) -> tuple[TorchTask, dict]:
     train, test, info = load_splits(cfg)
     m = task_cfg.model
     sparse = use_sparse_embeddings(m.sparse_embeddings, cfg.optim)
+    if sparse:
+        # Opt out of torch's sparse invariant checks explicitly (the default, left implicit, makes torch print
+        # "Memory errors (e.g. SEGFAULT) will occur ..." at the first sparse gradient). The sparse tensors here
+        # are built by torch itself (embedding backward, Adagrad's update), valid by construction; checking them
+        # would cost time on every step.
+        torch.sparse.check_sparse_tensor_invariants.disable()
     model = DLRM(train.counts, m.embedding_dim, list(m.bottom_mlp), list(m.top_mlp), sparse_embeddings=sparse)
     train_batches = ClickBatches(train, cfg.trainer.batch_size, task_cfg.segments_per_pass, seed=cfg.seed)
     task = TorchTask(

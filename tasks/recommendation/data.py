@@ -181,19 +181,74 @@ def missing_message(root: Path) -> str:
             f"--input PATH/train.txt --out {root}`; data.source=synthetic runs without it.")
 
 
-def load_prepared(root: str | Path, test_rows: str = "day7") -> tuple[ClickArrays, ClickArrays, dict[str, Any]]:
-    """(train = days 1-6, test = day 7 or its first half, metadata) of a prepared directory, memory-mapped."""
+SPOT_CHECK_ROWS = 1_000_000  # rows whose category indices are compared with the table sizes up front (~0.1 s)
+
+
+def _load_array(path: Path) -> np.ndarray:
+    try:  # a memory map: reads the header only; a truncated file fails here
+        return np.load(path, mmap_mode="r")
+    except Exception as e:  # ValueError (short file, bad header), OSError, UnpicklingError (not a .npy at all)
+        raise ValueError(f"{path} is not a readable .npy array ({type(e).__name__}: {e}); prepare the data again "
+                         f"with scripts/prepare_criteo.py") from None
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); prepare the data again with scripts/prepare_criteo.py") \
+            from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} holds a {type(meta).__name__}, not the prepared data's metadata object")
+    for key, ok, want in (("rows", lambda v: isinstance(v, int) and v > 0, "a positive integer"),
+                          ("day_rows", lambda v: isinstance(v, list) and len(v) == N_DAYS
+                           and all(isinstance(x, int) and x >= 0 for x in v), f"{N_DAYS} row counts"),
+                          ("counts", lambda v: isinstance(v, list) and len(v) == N_SPARSE
+                           and all(isinstance(x, int) and x >= 1 for x in v), f"{N_SPARSE} positive table sizes")):
+        value = meta.get(key)
+        if not ok(value):
+            shown = f"{len(value)} values" if isinstance(value, list) else repr(value)
+            raise ValueError(f"{path}: {key!r} is {shown}; the Criteo layout needs {want}")
+    if sum(meta["day_rows"]) != meta["rows"]:
+        raise ValueError(f"{path}: 'day_rows' add up to {sum(meta['day_rows'])} but 'rows' is {meta['rows']}")
+    return meta
+
+
+def open_prepared(root: str | Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]:
+    """(meta, label, dense, sparse) of a prepared directory, memory-mapped and checked against each other: the
+    files present, meta.json complete, every array of the shape and type meta.json and the format say, and the
+    category indices of the first :data:`SPOT_CHECK_ROWS` rows inside their tables (all rows would mean reading
+    4.8 GB on Kaggle; an index past its table in a later row fails in the embedding lookup). FileNotFoundError /
+    ValueError naming the file."""
     root = Path(root)
     if not all((root / name).is_file() for name in (META, LABEL, DENSE, SPARSE)):
         raise FileNotFoundError(missing_message(root))
+    meta = _read_meta(root / META)
+    rows = meta["rows"]
+    arrays = {}
+    for name, shape, kinds in ((LABEL, (rows,), "iu"), (DENSE, (rows, N_DENSE), "f"),
+                               (SPARSE, (rows, N_SPARSE), "iu")):
+        a = arrays[name] = _load_array(root / name)
+        if a.shape != shape or a.dtype.kind not in kinds:
+            raise ValueError(f"{root / name} is {a.dtype} {a.shape}; {root / META} and the format say "
+                             f"{'integer' if 'i' in kinds else 'float'} {shape}; prepare the data again")
+    head = np.asarray(arrays[SPARSE][:SPOT_CHECK_ROWS])
+    if len(head):
+        over = np.flatnonzero(head.max(axis=0) >= np.asarray(meta["counts"]))
+        low = np.flatnonzero(head.min(axis=0) < 0)
+        if len(over) or len(low):
+            j = int(over[0] if len(over) else low[0])
+            raise ValueError(f"{root / SPARSE}: column C{j + 1} holds indices {int(head[:, j].min())}.."
+                             f"{int(head[:, j].max())} but {root / META} gives table {j + 1} {meta['counts'][j]} "
+                             f"rows; the two come from different preparations: prepare the data again")
+    return meta, arrays[LABEL], arrays[DENSE], arrays[SPARSE]
+
+
+def load_prepared(root: str | Path, test_rows: str = "day7") -> tuple[ClickArrays, ClickArrays, dict[str, Any]]:
+    """(train = days 1-6, test = day 7 or its first half, metadata) of a prepared directory, memory-mapped."""
     if test_rows not in TEST_ROWS:
         raise ValueError(f"data.test_rows={test_rows!r} is not allowed; choose one of {', '.join(TEST_ROWS)}")
-    meta = json.loads((root / META).read_text())
-    label = np.load(root / LABEL, mmap_mode="r")
-    dense = np.load(root / DENSE, mmap_mode="r")
-    sparse = np.load(root / SPARSE, mmap_mode="r")
-    if len(label) != meta["rows"] or sum(meta["day_rows"]) != meta["rows"]:
-        raise ValueError(f"{root}: arrays hold {len(label)} rows, meta.json says {meta['rows']}; prepare it again")
+    meta, label, dense, sparse = open_prepared(root)
     n_train = sum(meta["day_rows"][:-1])
     n_test = meta["day_rows"][-1]
     if test_rows == "dlrm_half":

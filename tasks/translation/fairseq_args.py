@@ -17,9 +17,11 @@ Mapping of the shared trainer profile (conf/trainer/*.yaml) onto fairseq:
 | num_workers, log_every  | ``--num-workers``, ``--log-interval``                                       |
 | device                  | ``cpu`` -> ``--cpu``; ``cuda:N`` -> CUDA_VISIBLE_DEVICES=N                    |
 
-The optimizer config (conf/optim/*.yaml) maps to fairseq's optimizers with lr = ``optim.lr * optim.lr_scale``:
-adahessian -> this plugin's ``adahessian``; adamw -> fairseq's ``adam`` (decoupled weight decay, as
-torch.optim.AdamW); adam -> the plugin's ``torch_adam`` (coupled L2); sgd -> ``sgd``; adagrad -> ``adagrad``.
+The optimizer config (conf/optim/*.yaml) maps to fairseq's optimizers with lr = ``optim.lr * optim.lr_scale``
+through :data:`FAIRSEQ_OPTIMIZERS`, one row per registered optimizer (``optim.OPTIMIZERS``; a test checks that
+every registered name has a row): adahessian -> this plugin's ``adahessian``; sophiah -> the plugin's ``sophiah``;
+adamw -> fairseq's ``adam`` (decoupled weight decay, as torch.optim.AdamW); adam -> the plugin's ``torch_adam``
+(coupled L2); sgd -> ``sgd``; adagrad -> ``adagrad``.
 """
 
 from __future__ import annotations
@@ -88,42 +90,103 @@ def _betas(optim: dict[str, Any]) -> str:
     return f"({_num(float(b1))}, {_num(float(b2))})"
 
 
+@dataclass(frozen=True)
+class Arg:
+    """One optimizer config key -> one fairseq flag. kind: float, int, betas, or ``off_flag`` (the bare flag
+    when the value is false)."""
+
+    key: str
+    flag: str
+    kind: str
+    default: Any
+
+
+@dataclass(frozen=True)
+class FairseqOptimizerSpec:
+    fairseq_name: str  # --optimizer
+    args: tuple[Arg, ...]
+    # Second-order optimizers (fp32 only) get --loss-semantics: "task" = task.hessian_semantics (AdaHessian: the
+    # authors' fork is a setting of AdaHessian's recipe), or a fixed value; None for first-order optimizers.
+    semantics: str | None = None
+    refused: tuple[tuple[str, str], ...] = ()  # (key, message) refused when the key's value is true
+
+
+_HESSIAN_ARGS = (Arg("weight_decay", "--weight-decay", "float", 0.0),
+                 Arg("update_each", "--update-each", "int", 1),
+                 Arg("hessian_warmup_steps", "--hessian-warmup-steps", "int", 0),
+                 Arg("n_samples", "--n-samples", "int", 1))
+
+# The one table of fairseq optimizers, keyed by the registry's names (optim.OPTIMIZERS).
+FAIRSEQ_OPTIMIZERS: dict[str, FairseqOptimizerSpec] = {
+    "adahessian": FairseqOptimizerSpec("adahessian", (
+        Arg("betas", "--adahessian-betas", "betas", (0.9, 0.999)), Arg("eps", "--adahessian-eps", "float", 1e-4),
+        Arg("weight_decay", "--weight-decay", "float", 0.0), Arg("block_size", "--block-size", "int", 1),
+        Arg("hessian_power", "--hessian-power", "float", 1.0), Arg("update_each", "--update-each", "int", 1),
+        Arg("hessian_warmup_steps", "--hessian-warmup-steps", "int", 0), Arg("n_samples", "--n-samples", "int", 1),
+        Arg("average_conv_kernel", "--no-average-conv-kernel", "off_flag", True)), semantics="task"),
+    "sophiah": FairseqOptimizerSpec("sophiah", (
+        Arg("betas", "--sophiah-betas", "betas", (0.96, 0.99)), Arg("gamma", "--sophiah-gamma", "float", 0.01),
+        # Sophia estimates the Hessian of the minibatch's mean loss (paper, Algorithm 1), whatever AdaHessian's
+        # recipe for this task says.
+        Arg("eps", "--sophiah-eps", "float", 1e-12), *_HESSIAN_ARGS), semantics="mean"),
+    "adamw": FairseqOptimizerSpec("adam", (
+        Arg("betas", "--adam-betas", "betas", (0.9, 0.999)), Arg("eps", "--adam-eps", "float", 1e-8),
+        Arg("weight_decay", "--weight-decay", "float", 0.0))),
+    "adam": FairseqOptimizerSpec("torch_adam", (
+        Arg("betas", "--adam-betas", "betas", (0.9, 0.999)), Arg("eps", "--adam-eps", "float", 1e-8),
+        Arg("weight_decay", "--weight-decay", "float", 0.0))),
+    "sgd": FairseqOptimizerSpec("sgd", (
+        Arg("momentum", "--momentum", "float", 0.0), Arg("weight_decay", "--weight-decay", "float", 0.0)),
+        refused=(("nesterov", "optim.nesterov=true is not available in fairseq's sgd; use false"),)),
+    "adagrad": FairseqOptimizerSpec("adagrad", (Arg("weight_decay", "--weight-decay", "float", 0.0),)),
+}
+
+
+def _arg(optim: dict[str, Any], a: Arg) -> list[str]:
+    value = optim.get(a.key, a.default)
+    if a.kind == "betas":
+        return [a.flag, _betas({"betas": value})]
+    if a.kind == "float":
+        return [a.flag, _num(float(value))]
+    if a.kind == "int":
+        return [a.flag, str(int(value))]
+    if a.kind == "off_flag":
+        return [] if value else [a.flag]
+    raise ValueError(f"unknown argument kind {a.kind!r}")
+
+
+def is_second_order(name: str) -> bool:
+    spec = FAIRSEQ_OPTIMIZERS.get(name)
+    return bool(spec and spec.semantics)
+
+
+def loss_semantics(name: str, task: dict[str, Any]) -> str | None:
+    """The plugin's ``--loss-semantics`` for optimizer ``name`` on ``task`` (None: a first-order optimizer)."""
+    spec = FAIRSEQ_OPTIMIZERS.get(name)
+    if spec is None or spec.semantics is None:
+        return None
+    semantics = task.get("hessian_semantics", "mean") if spec.semantics == "task" else spec.semantics
+    if semantics not in ("mean", "authors"):
+        raise TranslationConfigError(f"task.hessian_semantics={semantics!r} is not allowed; choose mean or authors")
+    return semantics
+
+
 def optimizer_args(optim: dict[str, Any], task: dict[str, Any]) -> list[str]:
     name = optim["name"]
-    lr = effective_lr(optim)
-    wd = float(optim.get("weight_decay", 0.0))
-    if name == "adahessian":
-        semantics = task.get("hessian_semantics", "mean")
-        if semantics not in ("mean", "authors"):
-            raise TranslationConfigError(
-                f"task.hessian_semantics={semantics!r} is not allowed; choose mean or authors")
-        args = ["--optimizer", "adahessian", "--adahessian-betas", _betas(optim),
-                "--adahessian-eps", _num(float(optim.get("eps", 1e-4))), "--weight-decay", _num(wd),
-                "--block-size", str(int(optim.get("block_size", 1))),
-                "--hessian-power", _num(float(optim.get("hessian_power", 1.0))),
-                "--update-each", str(int(optim.get("update_each", 1))),
-                "--hessian-warmup-steps", str(int(optim.get("hessian_warmup_steps", 0))),
-                "--n-samples", str(int(optim.get("n_samples", 1))),
-                "--loss-semantics", semantics]
-        if not optim.get("average_conv_kernel", True):
-            args.append("--no-average-conv-kernel")
-    elif name == "adamw":
-        args = ["--optimizer", "adam", "--adam-betas", _betas(optim),
-                "--adam-eps", _num(float(optim.get("eps", 1e-8))), "--weight-decay", _num(wd)]
-    elif name == "adam":
-        args = ["--optimizer", "torch_adam", "--adam-betas", _betas(optim),
-                "--adam-eps", _num(float(optim.get("eps", 1e-8))), "--weight-decay", _num(wd)]
-    elif name == "sgd":
-        if optim.get("nesterov"):
-            raise TranslationConfigError("optim.nesterov=true is not available in fairseq's sgd; use false")
-        args = ["--optimizer", "sgd", "--momentum", _num(float(optim.get("momentum", 0.0))),
-                "--weight-decay", _num(wd)]
-    elif name == "adagrad":
-        args = ["--optimizer", "adagrad", "--weight-decay", _num(wd)]
-    else:
+    spec = FAIRSEQ_OPTIMIZERS.get(name)
+    if spec is None:
         raise TranslationConfigError(
-            f"optim={name!r} has no fairseq mapping; choose adahessian, adamw, adam, sgd or adagrad")
-    return args + ["--lr", _num(lr)]
+            f"optim={name!r} has no fairseq mapping; choose one of {', '.join(FAIRSEQ_OPTIMIZERS)}")
+    for key, message in spec.refused:
+        if optim.get(key):
+            raise TranslationConfigError(message)
+    args = ["--optimizer", spec.fairseq_name]
+    for a in spec.args:
+        args += _arg(optim, a)
+    semantics = loss_semantics(name, task)
+    if semantics is not None:
+        args += ["--loss-semantics", semantics]
+    return args + ["--lr", _num(effective_lr(optim))]
 
 
 def schedule_args(task: dict[str, Any], lr: float) -> list[str]:
@@ -162,6 +225,16 @@ class Devices:
     world_size: int
     env: dict[str, str] = field(default_factory=dict)
     name: str = "cpu"
+
+
+def _workers(value: Any) -> int:
+    """trainer.num_workers for fairseq: a number, or ``auto`` (launch resolves it first; a plan built directly
+    from a composed config resolves it here, by the same rule)."""
+    if value == "auto":
+        from engine.resources import auto_workers
+
+        return auto_workers()
+    return int(value or 0)
 
 
 def resolve_devices(trainer: dict[str, Any], task: dict[str, Any], cuda_count: int) -> Devices:
@@ -210,8 +283,8 @@ def train_plan(cfg: dict[str, Any], data_dir: Path | str, save_dir: Path | str, 
     precision = trainer.get("precision", "fp32")
     if precision not in ("fp32", "bf16", "fp16"):
         raise TranslationConfigError(f"trainer.precision={precision!r} is not allowed; choose fp32, bf16 or fp16")
-    if precision != "fp32" and optim["name"] == "adahessian":
-        raise TranslationConfigError("trainer.precision must be fp32 with optim=adahessian (fairseq's mixed "
+    if precision != "fp32" and is_second_order(optim["name"]):
+        raise TranslationConfigError(f"trainer.precision must be fp32 with optim={optim['name']} (fairseq's mixed "
                                      "precision wrappers call loss.backward themselves)")
     devices = resolve_devices(trainer, task, cuda_count)
     if precision == "fp16" and devices.cpu:
@@ -263,7 +336,7 @@ def train_plan(cfg: dict[str, Any], data_dir: Path | str, save_dir: Path | str, 
     average_last = int(task.get("average_last", 1))
     argv += ["--keep-last-epochs", str(average_last), "--keep-interval-updates", str(average_last),
              "--save-dir", str(save_dir), "--clip-norm", _num(float(trainer.get("grad_clip", 0.0))),
-             "--num-workers", str(int(trainer.get("num_workers", 1) or 0)),
+             "--num-workers", str(_workers(trainer.get("num_workers", 1))),
              "--log-format", "json", "--log-interval", str(int(trainer.get("log_every", 50))),
              "--distributed-world-size", str(devices.world_size)]
     if devices.world_size > 1:

@@ -30,10 +30,20 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+from engine.measure import peak_rss_mb, timing_summary
 from engine.session import Diverged, Run
 
 from . import average, scoring
-from .fairseq_args import TrainPlan, TranslationConfigError, effective_task, generate_argv, train_plan
+from .console import WARNING_FILTERS, Console, sentence_done, updates_of
+from .data import check_data_bin, read_index
+from .fairseq_args import (
+    TrainPlan,
+    TranslationConfigError,
+    effective_task,
+    generate_argv,
+    loss_semantics,
+    train_plan,
+)
 from .synthetic import SyntheticSpec, write_corpus
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -46,6 +56,9 @@ def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     # torch >= 2.6 loads weights_only by default; fairseq's checkpoints (written by this run) hold configs too.
     env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
+    # Known-harmless warnings of fairseq's dependencies, silenced where they arise (console.WARNING_FILTERS);
+    # the user's own PYTHONWARNINGS come later and so take precedence.
+    env["PYTHONWARNINGS"] = ",".join([*WARNING_FILTERS, *[w for w in [env.get("PYTHONWARNINGS")] if w]])
     env.update(extra or {})
     return env
 
@@ -88,10 +101,23 @@ def prepare_synthetic(data_cfg: dict[str, Any], task: dict[str, Any], out: Path,
         "--source-lang", task["src"], "--target-lang", task["tgt"],
         "--trainpref", str(raw / "train"), "--validpref", str(raw / "valid"), "--testpref", str(raw / "test"),
         "--destdir", str(bin_dir), "--joined-dictionary", "--workers", "1"]
-    rc, tail = run_streaming(argv, env=subprocess_env(), log_path=out / "preprocess.log", echo=echo)
+    with Console(echo, "binarizing the synthetic corpus", "line") as console:
+        rc, tail = run_streaming(argv, env=subprocess_env(), log_path=out / "preprocess.log", echo=False,
+                                 on_line=console)
     if rc != 0:
         raise RuntimeError("fairseq-preprocess failed on the synthetic corpus:\n" + "\n".join(tail[-30:]))
     return bin_dir
+
+
+def check_real_data(data: dict[str, Any], task: dict[str, Any]) -> Path:
+    """``data.root`` holds complete, consistent binarized data for the task (tasks/translation/data.py)."""
+    root = Path(data["root"])
+    script = task.get("prepare_script", "scripts/prepare_<task>.sh")
+    subsets = ("train", "valid", str((task.get("generate") or {}).get("subset", "test")))
+    check_data_bin(root, task["src"], task["tgt"], subsets,
+                   how_to_get=f"Prepare it with `{script}` (see docs/translation.md), point data.root (or "
+                              f"ADAHESSIAN_DATA) at it, or use data.source=synthetic")
+    return root
 
 
 def resolve_data(cfg: dict[str, Any], task: dict[str, Any], work_dir: Path, *, echo: bool) -> tuple[Path, str | None]:
@@ -99,14 +125,7 @@ def resolve_data(cfg: dict[str, Any], task: dict[str, Any], work_dir: Path, *, e
     data = cfg["data"]
     if data["source"] == "synthetic":
         return prepare_synthetic(data, task, work_dir / "data", echo=echo), None
-    root = Path(data["root"])
-    dict_file = root / f"dict.{task['src']}.txt"
-    if not dict_file.is_file():
-        script = task.get("prepare_script", "scripts/prepare_<task>.sh")
-        raise FileNotFoundError(
-            f"data.root={root} has no binarized data ({dict_file.name} missing). Prepare it with `{script}` "
-            f"(see docs/translation.md), point data.root (or ADAHESSIAN_DATA) at it, or use data.source=synthetic")
-    return root, data.get("sacrebleu_ref")
+    return check_real_data(data, task), data.get("sacrebleu_ref")
 
 
 # -- training log --------------------------------------------------------------------------------------------
@@ -120,7 +139,6 @@ class TrainMonitor:
         self.inner_losses: list[float] = []   # train_inner losses since the last validation
         self.last_lr: float | None = None
         self.diverged: str | None = None
-        self.resumed_at: int | None = None
         self.t0 = time.time()
 
     def _finite(self, name: str, value: Any, where: str) -> None:
@@ -134,7 +152,6 @@ class TrainMonitor:
             return
         tag, stats = parsed
         if tag == "loaded":
-            self.resumed_at = stats["updates"]
             # Rows logged after the checkpoint we resume from were never checkpointed: drop them, and any test
             # row of an earlier attempt (the averaged model is evaluated again at the end).
             self.rows = [r for r in self.rows if (r.get("step") or 0) <= stats["updates"] and "eval" not in r]
@@ -183,18 +200,26 @@ def read_step_log(path: Path, upto: int | None = None) -> list[dict[str, Any]]:
 
 
 def timing_from_steps(steps: list[dict[str, Any]]) -> tuple[dict[str, Any], float | None, dict[str, Any]]:
-    """(record timing, peak memory MB, extra timing facts) from the plugin's per-update log."""
+    """(record timing, the plugin's peak memory MB, extra timing facts) from the plugin's per-update log.
+
+    The timing is the engine's one summary. The plugin's peak memory is the CUDA allocator peak on GPU and the
+    process's resident memory on CPU.
+    """
     hess = [s["dt"] for s in steps if s["hessian"]]
     plain = [s["dt"] for s in steps if not s["hessian"]]
     wall = sum(s["dt"] for s in steps)
-    sentences = sum(s["nsentences"] for s in steps)
     tokens = sum(s["ntokens"] for s in steps)
-    med = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
-    timing = {"hessian_step_s": med(hess), "plain_step_s": med(plain), "n_hessian_steps": len(hess),
-              "n_plain_steps": len(plain), "samples_per_s": sentences / wall if wall > 0 else None,
-              "wall_s": wall}
+    timing = timing_summary(hess, plain, sum(s["nsentences"] for s in steps), wall)
     peak = max((s.get("peak_memory_mb") or 0.0 for s in steps), default=None)
     return timing, peak, {"tokens_per_s": tokens / wall if wall > 0 else None, "updates": len(steps)}
+
+
+def _sentences(data_dir: Path, task: dict[str, Any], subset: str) -> int | None:
+    """Sentences in a binarized subset (from its index), for the generation bar's total; None if unreadable."""
+    try:
+        return len(read_index(data_dir / f"{subset}.{task['src']}-{task['tgt']}.{task['src']}.idx")[1])
+    except (OSError, ValueError):
+        return None
 
 
 # -- the run -------------------------------------------------------------------------------------------------
@@ -229,7 +254,7 @@ def train(cfg: DictConfig, run: Run) -> None:
     data_dir, raw_refs = resolve_data(c, task, work, echo=echo)
     plan.argv[0] = str(data_dir)
 
-    semantics = task.get("hessian_semantics", "mean") if c["optim"]["name"] == "adahessian" else None
+    semantics = loss_semantics(c["optim"]["name"], task)
     run.update(device=_device_name(plan), extra={
         "loss_semantics": semantics,
         "fairseq_train_argv": plan.argv,
@@ -246,11 +271,16 @@ def train(cfg: DictConfig, run: Run) -> None:
     if not c.get("resume") and step_log.exists():
         step_log.unlink()
     t_start = time.time()
-    rc, tail = run_streaming(_fairseq("train") + plan.argv, env=subprocess_env(plan.env),
-                             log_path=work / "train.log", echo=echo, on_line=monitor.on_line)
+    with Console(echo, "fairseq-train", "update", total=plan.max_update, position=updates_of,
+                 absolute=True) as console:
+        rc, tail = run_streaming(_fairseq("train") + plan.argv, env=subprocess_env(plan.env),
+                                 log_path=work / "train.log", echo=False,
+                                 on_line=lambda line: (monitor.on_line(line), console(line)))
     steps = read_step_log(step_log)
     timing, peak, timing_extra = timing_from_steps(steps)
-    run.update(timing=timing, peak_memory_mb=peak,
+    # One meaning per record field: resident memory of the fairseq processes; allocator bytes only on GPU.
+    run.update(timing=timing, peak_rss_mb=peak_rss_mb(children=True),
+               peak_tensor_mb=None if plan.devices.cpu else peak,
                extra={"train_process_s": round(time.time() - t_start, 1), **timing_extra})
     text = "\n".join(tail)
     if monitor.diverged or (rc != 0 and any(m in text for m in DIVERGENCE_MARKERS)):
@@ -265,10 +295,15 @@ def train(cfg: DictConfig, run: Run) -> None:
         raise RuntimeError(f"fairseq-train wrote no epoch/update checkpoint in {work}")
     averaged = average.save_average(paths, work / f"checkpoint_avg_last{plan.average_last}.pt")
     gen_argv = _fairseq("generate") + generate_argv(task, data_dir, averaged, plan.devices.cpu)
+    subset = str((task.get("generate") or {}).get("subset", "test"))
     gen_out = work / "generate.txt"
     gen_out.unlink(missing_ok=True)
     t_gen = time.time()
-    rc, tail = run_streaming(gen_argv, env=subprocess_env(plan.env), log_path=gen_out, echo=False)
+    # fairseq-generate prints nothing useful until it is done (minutes on a CPU): a bar over the test sentences.
+    with Console(echo, f"translating the {subset} set", "sentence", total=_sentences(data_dir, task, subset),
+                 echo=False, position=sentence_done) as console:
+        rc, tail = run_streaming(gen_argv, env=subprocess_env(plan.env), log_path=gen_out, echo=False,
+                                 on_line=console)
     if rc != 0:
         raise RuntimeError(f"fairseq-generate exited with {rc}:\n" + "\n".join(tail[-40:]))
     gen = scoring.parse_generate(gen_out.read_text(encoding="utf-8"))

@@ -13,7 +13,8 @@ IWSLT14 De-En (``iwslt14``), from the extracted ``de-en.tgz`` (``<orig>/de-en/tr
 WMT14 En-De (``wmt14``), from europarl-v7, commoncrawl and news-commentary-v12 (``--icml17``: v9) and
 newstest2014 (``test-full``):
   train: normalize punctuation, remove non-printing characters, Moses tokenize with ``-a`` (aggressive hyphen
-  splitting); valid = every 100th line of that (``--valid-from newstest2013``: newstest2013, as the paper);
+  splitting); valid = newstest2013 (``dev/``), as the paper (``--valid-from train``: every 100th line of the
+  training corpus, as fairseq's script, and train = the rest);
   test = newstest2014 ``<seg>``s, tokenized; joint BPE with 40,000 merges; clean-corpus-n (ratio 1.5, 1..250) on
   train and valid after BPE (not on test).
 Both: ``fairseq-preprocess --joined-dictionary`` into ``<out>/data-bin``; raw (untokenized) test references go to
@@ -243,7 +244,7 @@ def _wmt_clean_text(lines: Iterable[str], lang: str, workers: int) -> list[str]:
 
 
 def prepare_wmt14(orig: Path, out: Path, *, merges: int = 40_000, workers: int = 1, icml17: bool = False,
-                  valid_from: str = "train", do_binarize: bool = True, src: str = "en", tgt: str = "de") -> Path:
+                  valid_from: str = "newstest2013", do_binarize: bool = True, src: str = "en", tgt: str = "de") -> Path:
     corpora = [c.replace("v12", "v9") if icml17 else c for c in WMT14_CORPORA]
     tmp, tokdir = out / "tmp", out / "tokenized"
     for l in (src, tgt):
@@ -286,8 +287,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bpe-merges", type=int, default=None, help="default: 10000 (iwslt14), 40000 (wmt14)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--icml17", action="store_true", help="wmt14: news-commentary v9 instead of v12")
-    ap.add_argument("--valid-from", default="train", choices=("train", "newstest2013"),
-                    help="wmt14: every 100th training line (fairseq) or newstest2013 (the paper)")
+    ap.add_argument("--valid-from", default="newstest2013", choices=("train", "newstest2013"),
+                    help="wmt14: newstest2013 (the paper, default) or every 100th training line (fairseq's script)")
     ap.add_argument("--no-binarize", action="store_true")
     a = ap.parse_args(argv)
     if a.dataset == "iwslt14":

@@ -16,6 +16,7 @@ from engine.task_api import MetricSpec, TorchTask
 from engine.trainer import fit, resolve_device
 from optim import fast_batchnorm
 
+from . import data
 from .data import build_datasets
 from .metric import evaluate
 from .resnet_cifar import CifarResNet
@@ -72,19 +73,31 @@ def build(cfg) -> TorchTask:
         # Batch norm with a fused closed-form double backward (optim/batchnorm.py): same forward and gradients
         # bit for bit, Hessian-vector products equal to round-off, a faster Hessian step.
         fast_batchnorm(model)
-    loader_args = dict(num_workers=tc.num_workers, pin_memory=torch.cuda.is_available(),
-                       persistent_workers=tc.num_workers > 0)
+    loader_args = dict(num_workers=tc.num_workers, pin_memory=torch.cuda.is_available())
     return TorchTask(
         model=model,
-        train_loader=DataLoader(train_set, batch_size=tc.batch_size, shuffle=True, **loader_args),
+        # Exact resume with workers: random crops and flips are drawn in the worker processes, which torch seeds
+        # from a base seed drawn from the main process's RNG when they start. Persistent workers would start once
+        # per process (a resumed process would seed epoch e's workers differently from an uninterrupted one);
+        # fresh workers each epoch draw that seed after the trainer reseeds from (seed, epoch), so epoch e draws
+        # the same augmentation in both. The cost is one worker start-up per epoch.
+        train_loader=DataLoader(train_set, batch_size=tc.batch_size, shuffle=True, persistent_workers=False,
+                                **loader_args),
         # A fixed shuffled order: a capped evaluation (trainer.limit_val_batches) still covers every class,
         # where image folders sorted by class would give only the first classes.
+        # No randomness in evaluation: its workers may persist.
         val_loader=DataLoader(val_set, batch_size=cfg.task.eval_batch_size, sampler=fixed_order(len(val_set)),
-                              **loader_args),
+                              persistent_workers=tc.num_workers > 0, **loader_args),
         loss=classification_loss,
         evaluate=evaluate,
         metric=MetricSpec(cfg.task.metric.name, cfg.task.metric.higher_is_better),
     )
+
+
+def check_data(cfg) -> None:
+    """Before a run record exists: the configured data is present and consistent, or one line saying what is not
+    (FileNotFoundError: missing; ValueError: broken, naming the file). Synthetic data needs nothing."""
+    data.check(cfg.task, cfg.data)
 
 
 def train(cfg, run) -> None:

@@ -7,8 +7,10 @@ from helpers import CONF, compose_cfg
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+import optim as optim_pkg
+
 TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
-OPTIMS = sorted(p.stem for p in (CONF / "optim").glob("*.yaml"))
+OPTIMS = list(optim_pkg.OPTIMIZERS)  # the registry is the one list of optimizers
 VISION = ["cifar10_resnet20", "cifar10_resnet32", "imagenet_resnet18"]
 
 
@@ -23,12 +25,40 @@ def test_every_task_optim_pair_composes_and_resolves(task, optim):
     assert callable(instantiate(cfg.optim))  # a _partial_ optimizer factory
 
 
+def test_conf_optim_holds_one_file_per_registered_optimizer():
+    files = {p.stem for p in (CONF / "optim").glob("*.yaml")}
+    assert files == set(OPTIMS) | {"by_path"}
+
+
+def test_optimizer_by_import_path_composes():
+    cfg = compose_cfg(["optim=by_path", "optim.name=torch.optim:NAdam", "optim.lr=0.002"])
+    import torch
+
+    opt = instantiate(cfg.optim)([torch.nn.Parameter(torch.zeros(2))])
+    assert type(opt) is torch.optim.NAdam and opt.param_groups[0]["lr"] == 0.002
+
+
 @pytest.mark.parametrize("profile", ["paper", "smoke"])
 def test_trainer_profiles_compose(profile):
     cfg = compose_cfg([f"trainer={profile}"])
     assert cfg.trainer.name == profile
     if profile == "paper":
         assert cfg.trainer.epochs == 160 and cfg.trainer.batch_size == 256
+
+
+def test_smoke_profile_is_the_paper_profile_with_stated_differences():
+    import yaml
+
+    smoke_file = yaml.safe_load((CONF / "trainer" / "smoke.yaml").read_text())
+    assert smoke_file["defaults"] == ["paper", "_self_"]
+    paper = OmegaConf.to_container(compose_cfg(["trainer=paper"]).trainer, resolve=True)
+    smoke = OmegaConf.to_container(compose_cfg(["trainer=smoke"]).trainer, resolve=True)
+    assert set(smoke) == set(paper)
+    stated = {k for k in smoke_file if k != "defaults"}
+    assert {k for k in smoke if smoke[k] != paper[k]} <= stated  # every difference is written in smoke.yaml
+    assert all(smoke[k] == smoke_file[k] for k in stated)
+    assert stated - {"name"} <= {"epochs", "batch_size", "limit_train_batches", "limit_val_batches", "num_workers",
+                                 "log_every"}  # only what makes it a smoke run
 
 
 def test_default_is_the_paper_cifar10_adahessian_run():

@@ -5,8 +5,19 @@ import math
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from tasks.language_model.data import EOS, LMWindows, MarkovSource, batchify, load_ptb, tokenize_lines
+from tasks.language_model import check_data
+from tasks.language_model.data import (
+    EOS,
+    LMWindows,
+    MarkovSource,
+    batchify,
+    check_text_file,
+    load_ptb,
+    read_tokens,
+    tokenize_lines,
+)
 
 # Mikolov's format: a leading space, words separated by single spaces, a trailing space, one sentence per line.
 TRAIN = [" the cat sat \n", " the dog <unk> \n", "\n", " a cat \n"]
@@ -51,6 +62,46 @@ def test_missing_ptb_says_where_it_looked_and_how_to_get_it(tmp_path):
     assert "scripts/prepare_ptb.py" in msg and "data.source=synthetic" in msg
 
 
+def ptb_cfg(root, source="real"):
+    return OmegaConf.create({"task": {"dataset": "ptb"}, "data": {"source": source, "root": str(root)}})
+
+
+def test_empty_train_file_is_named_not_the_valid_file(tmp_path):
+    write_ptb(tmp_path, train=[])
+    for call in (lambda: check_data(ptb_cfg(tmp_path)), lambda: load_ptb(tmp_path)):
+        with pytest.raises(ValueError) as e:
+            call()
+        assert str(tmp_path / "ptb.train.txt") in str(e.value) and "ptb.valid" not in str(e.value)
+    write_ptb(tmp_path, train=["\n", "  \n"])  # only blank lines: no word either
+    with pytest.raises(ValueError, match="ptb.train.txt holds no words"):
+        load_ptb(tmp_path)
+
+
+def test_non_utf8_text_is_named_with_the_offset(tmp_path):
+    write_ptb(tmp_path)
+    (tmp_path / "ptb.test.txt").write_bytes(" a dog \n caf\xe9 \n".encode("latin-1"))
+    for call in (lambda: check_data(ptb_cfg(tmp_path)), lambda: load_ptb(tmp_path)):
+        with pytest.raises(ValueError, match=r"ptb.test.txt is not UTF-8 text \(byte b'\\xe9' at offset 12\)"):
+            call()
+
+
+def test_check_text_file_streams_blocks_and_catches_a_character_cut_at_the_end(tmp_path):
+    p = tmp_path / "t.txt"
+    p.write_bytes("ok é\n".encode() + "é".encode()[:1])  # a 2-byte character cut in half
+    with pytest.raises(ValueError, match="ends inside a multi-byte character"):
+        check_text_file(p)
+    p.write_bytes("ok é\n".encode())
+    check_text_file(p)
+    assert read_tokens(p) == ["ok", "é", EOS]
+
+
+def test_check_data_reports_missing_files_and_skips_synthetic(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing: ptb.train.txt, ptb.valid.txt, ptb.test.txt"):
+        check_data(ptb_cfg(tmp_path))
+    check_data(ptb_cfg(tmp_path, source="synthetic"))
+    check_data(ptb_cfg(write_ptb(tmp_path)))
+
+
 def test_batchify_cuts_contiguous_streams_and_drops_the_tail():
     data = batchify(torch.arange(21), 2)
     assert data.tolist() == [list(range(0, 10)), list(range(10, 20))]  # token 20 dropped
@@ -93,3 +144,21 @@ def test_markov_source_is_deterministic_and_its_entropy_rate_matches_the_dense_c
     assert np.abs(freq - p[tok]).max() < 0.02
     # Learnable: the best perplexity is far below the vocabulary size.
     assert math.exp(src.entropy_rate()) < 30 / 3
+
+
+def test_check_data_on_the_composed_task_config(tmp_path):
+    from helpers import compose_cfg
+
+    over = ["task=ptb_transformer", f"data.root={tmp_path}"]
+    with pytest.raises(FileNotFoundError, match="ptb.train.txt"):
+        check_data(compose_cfg([*over, "data.source=real"]))
+    check_data(compose_cfg([*over, "data.source=synthetic"]))
+    write_ptb(tmp_path)
+    check_data(compose_cfg([*over, "data.source=real"]))
+
+
+def test_check_data_leaves_other_corpora_to_their_own_check(tmp_path):
+    cfg = OmegaConf.create({"task": {"dataset": "wikitext103"}, "data": {"source": "real", "root": str(tmp_path)}})
+    with pytest.raises(FileNotFoundError) as e:  # its own files are demanded (test_wikitext103.py), never ptb.*.txt
+        check_data(cfg)
+    assert "wiki.train.tokens" in str(e.value) and "ptb." not in str(e.value)

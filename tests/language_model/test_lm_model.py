@@ -74,6 +74,6 @@ def test_smoke_profile_shrinks_only_the_model():
     t = effective_task(compose_cfg(["task=ptb_transformer", "trainer=smoke", "task.bptt=20"]))
     assert (t.model.d_model, t.model.n_layers, t.model.dropout, t.bptt) == (32, 3, 0.1, 20) and "profiles" not in t
     paper = effective_task(compose_cfg(["task=ptb_transformer"]))
-    assert (paper.model.d_model, paper.model.dropout, paper.bptt) == (512, 0.3, 35)
+    assert (paper.model.d_model, paper.model.dropout, paper.bptt) == (256, 0.3, 32)
     with pytest.raises(ValueError, match="a profile may set only model"):
         effective_task(compose_cfg(["task=ptb_transformer", "trainer=smoke", "+task.profiles.smoke.bptt=5"]))

@@ -5,7 +5,9 @@ import math
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
+from tasks.recommendation import check_data
 from tasks.recommendation.data import (
     ClickArrays,
     ClickBatches,
@@ -125,6 +127,73 @@ def test_missing_prepared_data_says_where_it_looked_and_how_to_get_it(tmp_path):
     assert "Kaggle account" in msg and "scripts/prepare_criteo.py" in msg and "data.source=synthetic" in msg
 
 
+def criteo_cfg(root, source="real"):
+    return OmegaConf.create({"data": {"source": source, "root": str(root), "test_rows": "day7"}})
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    prepare(write_tsv(tmp_path / "train.txt"), tmp_path / "out", log=lambda *_: None)
+    return tmp_path / "out"
+
+
+def edit_meta(root, **changes):
+    meta = json.loads((root / "meta.json").read_text())
+    (root / "meta.json").write_text(json.dumps({**meta, **changes}))
+
+
+def both_raise(root, match):
+    for call in (lambda: check_data(criteo_cfg(root)), lambda: load_prepared(root)):
+        with pytest.raises(ValueError, match=match):
+            call()
+
+
+def test_meta_with_25_table_sizes_is_refused_not_trained_on_25_tables(prepared):
+    check_data(criteo_cfg(prepared))
+    counts = json.loads((prepared / "meta.json").read_text())["counts"]
+    edit_meta(prepared, counts=counts[:25])
+    both_raise(prepared, r"meta.json: 'counts' is 25 values; the Criteo layout needs 26 positive table sizes")
+
+
+def test_sparse_array_with_25_columns_is_refused(prepared):
+    np.save(prepared / "sparse.npy", np.load(prepared / "sparse.npy")[:, :25])
+    both_raise(prepared, r"sparse.npy is int32 \(10, 25\); .*meta.json and the format say integer \(10, 26\)")
+
+
+def test_rows_of_meta_and_arrays_must_agree(prepared):
+    np.save(prepared / "label.npy", np.load(prepared / "label.npy")[:9])
+    both_raise(prepared, r"label.npy is int8 \(9,\); .* say integer \(10,\)")
+
+
+def test_table_sizes_smaller_than_the_indices_are_refused(prepared):
+    counts = json.loads((prepared / "meta.json").read_text())["counts"]
+    assert counts[0] == 5  # indices 0..4 in column C1
+    edit_meta(prepared, counts=[4, *counts[1:]])
+    both_raise(prepared, r"sparse.npy: column C1 holds indices 0..4 but .*meta.json gives table 1 4 rows")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_truncated_or_garbage_array_is_named(prepared, damage):
+    path = prepared / "dense.npy"
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) - 40] if damage == "truncate" else b"\x00garbage" * 20)
+    both_raise(prepared, "dense.npy is not a readable .npy array")
+
+
+def test_broken_meta_json_is_named(prepared):
+    (prepared / "meta.json").write_text('{"rows": 10, "day_rows": [2, 2')
+    both_raise(prepared, "meta.json is not valid JSON")
+    edit_meta_text = {"rows": 10, "day_rows": [2, 2, 2, 1, 1, 1, 2], "counts": [1] * 26}
+    (prepared / "meta.json").write_text(json.dumps(edit_meta_text))
+    both_raise(prepared, "'day_rows' add up to 11 but 'rows' is 10")
+
+
+def test_check_data_reports_missing_data_and_skips_synthetic(tmp_path):
+    with pytest.raises(FileNotFoundError, match="Kaggle"):
+        check_data(criteo_cfg(tmp_path))
+    check_data(criteo_cfg(tmp_path, source="synthetic"))
+
+
 def arrays(n):
     return ClickArrays(np.arange(n * 13, dtype=np.float32).reshape(n, 13), np.arange(n * 26).reshape(n, 26) % 5,
                        (np.arange(n) % 2).astype(np.int8), [5] * 26)
@@ -173,3 +242,37 @@ def test_planted_clicks_are_learnable_in_principle():
     again = PlantedClicks([50] * 26, informative=13, effect_scale=0.6, dense_scale=0.4, bias=-2.2, seed=0)
     a, b = model.sample(500, seed=3), again.sample(500, seed=3)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))  # deterministic from (seed, sample seed)
+
+
+def test_sparse_adagrad_run_prints_no_sparse_invariant_warning(tmp_path):
+    # torch warns once per process, so a fresh process: one smoke step of the DLRM family with sparse tables.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    script = (
+        "import sys, torch; sys.path[:0] = [sys.argv[1], sys.argv[1] + '/tests']\n"
+        "from helpers import compose_cfg\n"
+        "from tasks.recommendation import build\n"
+        "cfg = compose_cfg(['task=criteo_dlrm', 'optim=adagrad', 'trainer=smoke', 'data.source=synthetic',\n"
+        "                   'data.synthetic.train_rows=320', 'data.synthetic.test_rows=16'])\n"
+        "task = build(cfg)\n"
+        "opt = torch.optim.Adagrad(task.model.parameters(), lr=0.01)\n"
+        "task.loss(task.model, next(iter(task.train_loader))).backward()\n"
+        "assert task.model.embeddings[0].weight.grad.is_sparse\n"
+        "opt.step()\n"
+    )
+    proc = subprocess.run([sys.executable, "-W", "always", "-c", script, str(root)], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Sparse invariant checks" not in proc.stderr and "SEGFAULT" not in proc.stderr
+
+
+def test_check_data_on_the_composed_task_config(prepared, tmp_path):
+    from helpers import compose_cfg
+
+    with pytest.raises(FileNotFoundError, match="Kaggle"):
+        check_data(compose_cfg(["task=criteo_dlrm", "data.source=real", f"data.root={tmp_path / 'none'}"]))
+    check_data(compose_cfg(["task=criteo_dlrm", "data.source=synthetic", f"data.root={tmp_path / 'none'}"]))
+    check_data(compose_cfg(["task=criteo_dlrm", "data.source=real", f"data.root={prepared}"]))

@@ -233,3 +233,123 @@ def test_a_seed_counts_once_per_cell(tmp_path):
     assert row["n"] == 2 and row["n_total"] == 2 and row["n_failed"] == 0
     assert row["mean"] == pytest.approx(92.0) and row["std"] == pytest.approx(1.414214, abs=1e-6)
     assert any(n.startswith("2 more record(s) of a seed already counted") for n in t.notes)
+
+
+# -- which runs a table may hold (contract 2: the record's deviations) -------------------------------------
+def test_paper_table_holds_only_paper_recipe_runs(tmp_path):
+    # seed 0 at the paper recipe (91.0); the same seed re-run later with trainer.epochs=2 (50.0) must not replace
+    # it; seed 1 shortened (40.0) and seed 2 from a schema-1 record (60.0) are not the paper recipe either.
+    make_record(tmp_path, "cifar10_resnet20", "sgd", 0, 91.0, key="paper")
+    make_record(tmp_path, "cifar10_resnet20", "sgd", 0, 50.0, key="short", deviations=["trainer.epochs=2"])
+    make_record(tmp_path, "cifar10_resnet20", "sgd", 1, 40.0, key="short5",
+                deviations=["trainer.epochs=5", "trainer.limit_train_batches=3"])
+    make_record(tmp_path, "cifar10_resnet20", "sgd", 2, 60.0, key="old", deviations=None)
+    runs = load_runs(tmp_path)
+    t = comparison_table(runs, "2", scale="paper", data_source="real", defaults=AH_DEFAULTS)
+    assert t.name == "table2_vision" and t.title.startswith("Table 2")
+    row = t.data.set_index(["task", "optim"]).loc[("cifar10_resnet20", "sgd")]
+    assert row["n"] == 1 and row["mean"] == 91.0 and row["n_total"] == 1
+    excl = [n for n in t.notes if n.startswith("Excluded: 3 run(s)")]
+    assert excl and "trainer.epochs=2" in excl[0] and "trainer.limit_train_batches=3" in excl[0]
+    assert "recipe unknown" in excl[0]
+    # each of the other recipes gets its own table, whose title says what it is
+    paths = write_comparison(tmp_path, tmp_path / "tables", tmp_path / "figures", AH_DEFAULTS)
+    md = {p.name: p.read_text() for p in paths if p.suffix == ".md" and p.name.startswith("table2_vision")}
+    assert "91.00 (n=1)" in md["table2_vision.md"]
+    short = [v for v in md.values() if v.startswith("## modified recipe: trainer.epochs=2 - NOT the paper's recipe")]
+    assert len(short) == 1 and "50.00 (n=1)" in short[0] and "91.00" not in short[0]
+    unknown = md["table2_vision_recipe-unknown.md"]
+    assert unknown.startswith("## RECIPE UNKNOWN") and "60.00 (n=1)" in unknown
+
+
+def test_sweep_runs_stay_out_of_comparison_tables_and_modified_sweeps_out_of_sweep_tables(tmp_path):
+    make_record(tmp_path, "iwslt14", "adamw", 0, 35.0)
+    make_record(tmp_path, "iwslt14", "adamw", 0, 30.0, hparams={"lr_scale": 2.0})  # a sweep point
+    make_record(tmp_path, "iwslt14", "adamw", 1, 20.0, hparams={"lr_scale": 2.0},
+                deviations=["optim.betas=[0.8, 0.9]", "optim.lr_scale=2.0"])  # a sweep with other betas
+    paths = write_comparison(tmp_path, tmp_path / "tables", tmp_path / "figures", AH_DEFAULTS)
+    assert not [p for p in paths if "modified" in p.name]  # sweep points, plain or modified: sweep tables only
+    t = comparison_table(load_runs(tmp_path), "3", scale="paper", data_source="real", defaults=AH_DEFAULTS)
+    assert any(n.startswith("2 run(s) of sweeps") for n in t.notes)
+    s, _ = sweep_table(load_runs(tmp_path), "lr", task="iwslt14", scale="paper", data_source="real",
+                       defaults=AH_DEFAULTS)
+    md = s.md.set_index("Optimizer")
+    assert md.loc["AdamW", "2x"] == "30.00 (n=1)" and md.loc["AdamW", "1x"] == "35.00 (n=1)"
+    assert any(n.startswith("Excluded: 1 run(s)") and "optim.betas=[0.8, 0.9]" in n for n in s.notes)
+    m, _ = sweep_table(load_runs(tmp_path), "lr", task="iwslt14", scale="paper", data_source="real",
+                       defaults=AH_DEFAULTS, recipe=("optim.betas=[0.8, 0.9]",))
+    assert m.md.set_index("Optimizer").loc["AdamW", "2x"] == "20.00 (n=1)"
+    assert m.name.startswith("table6_lr_iwslt14_modified-") and "optim.betas=[0.8, 0.9]" in m.title
+
+
+def test_failed_and_running_in_one_cell(tmp_path):
+    # the state of a sweep in progress: one completed, one failed, one running (its process alive: ours), one
+    # running whose process is gone (stale)
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    make_record(tmp_path, "cifar10_resnet20", "sgd", 0, 91.0)
+    make_record(tmp_path, "cifar10_resnet20", "sgd", 1, None, status="failed", error="Traceback\nRuntimeError: x")
+    make_record(tmp_path, "cifar10_resnet20", "sgd", 2, None, status="running",
+                owner={"pid": os.getpid(), "host": socket.gethostname()})
+    make_record(tmp_path, "cifar10_resnet20", "sgd", 3, None, status="running",
+                owner={"pid": int(dead.stdout), "host": socket.gethostname()})
+    make_record(tmp_path, "cifar10_resnet20", "sgd", 4, None, status="running", stale=True)
+    paths = write_comparison(tmp_path, tmp_path / "tables", tmp_path / "figures", AH_DEFAULTS)
+    md = next(p for p in paths if p.name == "table2_vision.md").read_text()
+    assert "91.00 (n=1) [+1 failed, 1 unfinished, 2 stale]" in md
+    assert "unfinished (running): cifar10_resnet20/sgd seed 2" in md
+    assert "stale (recorded as running, but its process is gone; resume=true continues it): " \
+           "cifar10_resnet20/sgd seed 3" in md
+    assert "failed: cifar10_resnet20/sgd seed 1" in md and "RuntimeError: x" in md
+
+
+def test_imagenet_reports_the_better_schedule_per_optimizer(tmp_path):
+    # SGD: plateau 70.0, 70.2 (mean 70.1) vs step 69.0, 69.4 (69.2) -> plateau; AdaHessian: plateau 69.0, 69.2
+    # (69.1) vs step 70.0, 70.4 (70.2) -> step. The task's default is plateau; step decay is a deviation of the
+    # schedule (the axis ImageNet runs both ways), a shortened run is not.
+    plateau = {"task": {"schedule": {"name": "plateau", "factor": 0.1}}}
+    step = {"task": {"schedule": {"name": "multistep", "milestones": [30, 60], "gamma": 0.1}}}
+    step_devs = ["task.schedule.gamma=0.1", "task.schedule.milestones=[30, 60]", "task.schedule.name=multistep"]
+    for s in range(2):
+        make_record(tmp_path, "imagenet_resnet18", "sgd", s, [70.0, 70.2][s], config=plateau, key=f"sp{s}")
+        make_record(tmp_path, "imagenet_resnet18", "sgd", s, [69.0, 69.4][s], config=step, key=f"ss{s}",
+                    deviations=step_devs)
+        make_record(tmp_path, "imagenet_resnet18", "adahessian", s, [69.0, 69.2][s], config=plateau, key=f"ap{s}")
+        make_record(tmp_path, "imagenet_resnet18", "adahessian", s, [70.0, 70.4][s], config=step, key=f"as{s}",
+                    deviations=step_devs)
+    make_record(tmp_path, "imagenet_resnet18", "sgd", 2, 10.0, config=step, key="short",
+                deviations=[*step_devs, "trainer.epochs=1"])
+    make_record(tmp_path, "cifar10_resnet20", "sgd", 0, 91.0)  # a task run one way: no tag
+    t = comparison_table(load_runs(tmp_path), "2", scale="paper", data_source="real", defaults=AH_DEFAULTS)
+    d = t.data.set_index(["task", "optim"])
+    assert d.loc[("imagenet_resnet18", "sgd"), "variant"] == "plateau"
+    assert d.loc[("imagenet_resnet18", "sgd"), "mean"] == pytest.approx(70.1)
+    assert d.loc[("imagenet_resnet18", "adahessian"), "variant"] == "multistep"
+    assert d.loc[("imagenet_resnet18", "adahessian"), "mean"] == pytest.approx(70.2)
+    md = t.md.set_index("Optimizer")
+    assert md.loc["SGD", "ImageNet ResNet18"] == "70.10 ± 0.14 (n=2) (plateau)"
+    assert md.loc["AdaHessian", "ImageNet ResNet18"] == "70.20 ± 0.28 (n=2) (multistep)"
+    assert md.loc["SGD", "CIFAR-10 ResNet20"] == "91.00 (n=1)"
+    note = [n for n in t.notes if n.startswith("ImageNet ResNet18: the better of the task.schedule")][0]
+    assert "SGD: multistep 69.20 (n=2), plateau 70.10 (n=2) -> plateau" in note
+    assert any(n.startswith("Excluded: 1 run(s)") and "trainer.epochs=1" in n for n in t.notes)
+
+
+def test_hparam_columns_come_from_the_records(tmp_path):
+    make_record(tmp_path, "cifar10_resnet20", "sophiah", 0, 90.0, hparams={"rho": 0.04, "betas": [0.9, 0.99]})
+    runs = load_runs(tmp_path)
+    assert runs.loc[0, "rho"] == 0.04 and "betas" not in runs.columns  # scalars only
+    assert {"lr", "weight_decay", "lr_scale", "block_size"} <= set(runs.columns)
+
+
+def test_table4_has_a_wikitext103_column(tmp_path):
+    # published: SGD 78.5, AdamW 20.9, AdaHessian 19.9 (results/paper/results.csv); ours 20.4 -> -0.5 vs AdamW
+    make_record(tmp_path, "wikitext103_transformer", "adamw", 0, 20.4)
+    t = comparison_table(load_runs(tmp_path), "4", scale="paper", data_source="real", defaults=AH_DEFAULTS)
+    md = t.md.set_index("Optimizer")
+    assert md.loc["AdamW", "Wikitext-103"] == "20.4 (n=1)" and md.loc["AdamW", "Wikitext-103 paper"] == "20.9"
+    assert md.loc["AdamW", "Wikitext-103 Δ"] == "-0.5" and md.loc["SGD", "Wikitext-103 paper"] == "78.5"

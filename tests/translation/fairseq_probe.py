@@ -76,9 +76,9 @@ def case(bin_dir: str, semantics: str, clip: float) -> dict:
         seen: dict = {}
         draw = opt._draw_z
         opt._draw_z = lambda params: seen.setdefault("z", draw(params))
-        give = opt._optimizer.give_estimate
-        opt._optimizer.give_estimate = lambda est: (seen.setdefault("est", {k: v.clone() for k, v in est.items()}),
-                                                    give(est))[1]
+        give = opt._optimizer.supply_estimate
+        opt._optimizer.supply_estimate = lambda est, **kw: (
+            seen.setdefault("est", {k: v.clone() for k, v in est.items()}), give(est, **kw))[1]
         trainer.train_step(batches)
         params = [p for p in model.parameters() if p.requires_grad]
         plugin_d = [seen["est"][id(p)] for p in params]

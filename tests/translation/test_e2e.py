@@ -35,5 +35,5 @@ def test_run_py_smoke_iwslt14_adahessian_writes_a_completed_record_with_bleu(tmp
     assert r["extra"]["bleu"]["n_sentences"] == 64
     t = r["timing"]
     assert t["n_hessian_steps"] == 8 and t["n_plain_steps"] == 0 and t["hessian_step_s"] > 0
-    assert r["peak_memory_mb"] > 0 and r["hparams"]["block_size"] == 32 and r["hparams"]["lr"] == 0.047
+    assert r["peak_rss_mb"] > 0 and r["hparams"]["block_size"] == 32 and r["hparams"]["lr"] == 0.047
     json.dumps(r)  # the record is plain JSON

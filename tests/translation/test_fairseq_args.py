@@ -30,10 +30,10 @@ def test_paper_iwslt14_adahessian_command():
     assert _value(a, "--optimizer") == "adahessian" and float(_value(a, "--lr")) == 0.047
     assert _value(a, "--adahessian-betas") == "(0.9, 0.98)" and float(_value(a, "--adahessian-eps")) == 1e-4
     assert _value(a, "--block-size") == "32" and float(_value(a, "--weight-decay")) == 1e-4
-    assert _value(a, "--loss-semantics") == "mean"
+    assert _value(a, "--loss-semantics") == "authors"  # the authors' fork (docs/recipes.md)
     assert _value(a, "--arch") == "transformer_iwslt_de_en"
     assert {"--share-all-embeddings", "--encoder-normalize-before", "--decoder-normalize-before"} <= set(a)
-    assert float(_value(a, "--dropout")) == 0.0  # the paper's dropout by default
+    assert float(_value(a, "--dropout")) == 0.3  # the authors' scripts' dropout by default
     assert _value(a, "--max-tokens") == "4096" and _value(a, "--max-epoch") == "55"
     assert _value(a, "--lr-scheduler") == "inverse_sqrt" and _value(a, "--warmup-updates") == "8000"
     assert float(_value(a, "--warmup-init-lr")) == pytest.approx(0.047 * 1e-7 / 1.5e-3)  # the authors' 3.13e-6
@@ -48,12 +48,12 @@ def test_lr_sweep_scales_lr_and_block_sweep_sets_block():
     assert float(_value(a, "--warmup-init-lr")) == pytest.approx(3 * 0.047 * 1e-7 / 1.5e-3)
 
 
-def test_code_dropout_and_authors_semantics_are_named_options():
-    a = _plan(["task=iwslt14", "optim=adahessian", "task.model.dropout_preset=code",
-               "task.hessian_semantics=authors"]).argv
+def test_paper_dropout_and_mean_semantics_are_named_options():
+    a = _plan(["task=iwslt14", "optim=adahessian", "task.model.dropout_preset=paper",
+               "task.hessian_semantics=mean"]).argv
     assert (float(_value(a, "--dropout")), float(_value(a, "--attention-dropout")),
-            float(_value(a, "--activation-dropout"))) == (0.3, 0.1, 0.1)
-    assert _value(a, "--loss-semantics") == "authors"
+            float(_value(a, "--activation-dropout"))) == (0.0, 0.0, 0.0)
+    assert _value(a, "--loss-semantics") == "mean"
     with pytest.raises(TranslationConfigError, match="dropout_preset"):
         _plan(["task=iwslt14", "optim=adamw", "task.model.dropout_preset=nope"])
     with pytest.raises(TranslationConfigError, match="hessian_semantics"):

@@ -37,7 +37,7 @@ def test_smoke_run_writes_complete_record(task, optim, tmp_path, smoke_overrides
         assert (t["n_hessian_steps"], t["n_plain_steps"]) == (2, 0) and t["hessian_step_s"] > 0
     else:
         assert (t["n_hessian_steps"], t["n_plain_steps"]) == (0, 2)
-    assert rec["peak_memory_mb"] > 0 and rec["device"].startswith("cpu")
+    assert rec["peak_rss_mb"] > 0 and rec["device"].startswith("cpu")
     assert rec["versions"]["torch"] == torch.__version__.split("+")[0]
     assert rec["git"]["commit"] is None or len(rec["git"]["commit"]) == 40
     assert rec["config"]["optim"]["name"] == optim and rec["hparams"]["lr"] == rec["config"]["optim"]["lr"]

@@ -1,4 +1,7 @@
-"""AdaHessian as a fairseq optimizer.
+"""The suite's second-order optimizers (AdaHessian, Sophia-H: any ``optim.SecondOrderOptimizer``) as fairseq
+optimizers, through the base's public API only (``draw_probes``, ``probe_estimate``, ``supply_estimate``,
+``needs_hessian``, ``step``). What follows is written for AdaHessian; Sophia-H is the same with Gaussian probes, the
+signed estimate ``z * Hz`` and its own update.
 
 fairseq's training step is: ``zero_grad``; for each micro-batch (``--update-freq``) ``task.train_step`` ->
 ``optimizer.backward(loss)`` on the *summed* loss; ``all_reduce_grads`` (workers); ``multiply_grads(world /
@@ -40,9 +43,8 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.optim import FairseqOptimizer, register_optimizer
 from omegaconf import II
 
-from optim import spatial
-from optim.adahessian import AdaHessian, _is_hessian_step
-from optim.hutchinson import hvp, rademacher_like
+from optim import AdaHessian, SecondOrderOptimizer, SophiaH
+from optim.hutchinson import hvp
 
 logger = logging.getLogger(__name__)
 
@@ -58,44 +60,12 @@ def _parse_betas(value: Any) -> tuple[float, float]:
     return b1, b2
 
 
-class _EstimateFedAdaHessian(AdaHessian):
-    """``optim.AdaHessian`` whose Hessian estimate is handed in (computed in fairseq's backward) instead of
-    being drawn from ``p.grad``'s graph inside ``step()``. Spatial averaging, moments and update are unchanged."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._given: dict[int, torch.Tensor] | None = None
-
-    def give_estimate(self, estimates: dict[int, torch.Tensor] | None) -> None:
-        """Full-size ``|z * Hz|`` by ``id(param)`` for the next ``step()`` (None: no estimate this update)."""
-        self._given = estimates
-
-    def _estimate(self, hessian_grads, hessian_scale, grad_scale, under_scaler):
-        given, self._given = self._given, None
-        out: dict[int, torch.Tensor] = {}
-        for group in self.param_groups:
-            if not _is_hessian_step(group, self.step_count):
-                continue
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if given is None or id(p) not in given:
-                    raise RuntimeError("AdaHessian: a Hessian step without an estimate from backward()")
-                out[id(p)] = spatial.compress(given[id(p)], group["block_size"], group["average_conv_kernel"])
-        return out
-
-
 @dataclass
-class FairseqAdaHessianConfig(FairseqDataclass):
-    adahessian_betas: Any = field(default="(0.9, 0.999)", metadata={"help": "betas (b1, b2)"})
-    adahessian_eps: float = field(default=1e-4, metadata={"help": "eps, added after the Hessian power"})
+class FairseqSecondOrderConfig(FairseqDataclass):
     weight_decay: float = field(default=0.0, metadata={"help": "decoupled: p <- p - lr * wd * p"})
-    block_size: int = field(default=1, metadata={"help": "average |z*Hz| of 2-D weights over blocks of this size"})
-    hessian_power: float = field(default=1.0, metadata={"help": "k in (sqrt(v_hat))^k + eps"})
-    no_average_conv_kernel: bool = field(default=False, metadata={"help": "do not average conv kernels spatially"})
     update_each: int = field(default=1, metadata={"help": "estimate the Hessian every N-th update"})
     hessian_warmup_steps: int = field(default=0, metadata={"help": "estimate every update during the first N"})
-    n_samples: int = field(default=1, metadata={"help": "Rademacher vectors per estimate"})
+    n_samples: int = field(default=1, metadata={"help": "probe vectors per estimate"})
     loss_semantics: ChoiceEnum(LOSS_SEMANTICS) = field(
         default="mean",
         metadata={"help": "mean: gradient and curvature of the mean loss fairseq normalises to (clipped alike); "
@@ -110,40 +80,49 @@ class FairseqAdaHessianConfig(FairseqDataclass):
     distributed_world_size: int = II("distributed_training.distributed_world_size")
 
 
-@register_optimizer("adahessian", dataclass=FairseqAdaHessianConfig)
-class FairseqAdaHessian(FairseqOptimizer):
-    def __init__(self, cfg: FairseqAdaHessianConfig, params):
+@dataclass
+class FairseqAdaHessianConfig(FairseqSecondOrderConfig):
+    adahessian_betas: Any = field(default="(0.9, 0.999)", metadata={"help": "betas (b1, b2)"})
+    adahessian_eps: float = field(default=1e-4, metadata={"help": "eps, added after the Hessian power"})
+    block_size: int = field(default=1, metadata={"help": "average |z*Hz| of 2-D weights over blocks of this size"})
+    hessian_power: float = field(default=1.0, metadata={"help": "k in (sqrt(v_hat))^k + eps"})
+    no_average_conv_kernel: bool = field(default=False, metadata={"help": "do not average conv kernels spatially"})
+
+
+@dataclass
+class FairseqSophiaHConfig(FairseqSecondOrderConfig):
+    sophiah_betas: Any = field(default="(0.96, 0.99)", metadata={"help": "betas (b1, b2)"})
+    sophiah_gamma: float = field(default=0.01, metadata={"help": "gamma in max(gamma * h, eps)"})
+    sophiah_eps: float = field(default=1e-12, metadata={"help": "eps in max(gamma * h, eps)"})
+
+
+class FairseqSecondOrder(FairseqOptimizer):
+    """A :class:`optim.SecondOrderOptimizer` inside fairseq's training step (see the module docstring)."""
+
+    inner: type[SecondOrderOptimizer]
+    name: str
+
+    def __init__(self, cfg, params):
         super().__init__(cfg)
         if cfg.fp16 or cfg.bf16 or cfg.amp:
-            raise ValueError("optimizer adahessian runs in fp32 only: fairseq's fp16/bf16/amp wrappers call "
+            raise ValueError(f"optimizer {self.name} runs in fp32 only: fairseq's fp16/bf16/amp wrappers call "
                              "loss.backward themselves, which would skip the Hessian-vector product")
         if cfg.distributed_world_size > 1 and cfg.ddp_backend not in ("legacy_ddp", "no_c10d"):
-            raise ValueError("optimizer adahessian with several workers needs --ddp-backend legacy_ddp: the "
+            raise ValueError(f"optimizer {self.name} with several workers needs --ddp-backend legacy_ddp: the "
                              "Hessian-vector product uses autograd.grad, which c10d DDP's hooks never see")
         if cfg.loss_semantics not in LOSS_SEMANTICS:
             raise ValueError(f"loss_semantics={cfg.loss_semantics!r}; choose one of {LOSS_SEMANTICS}")
         if cfg.n_samples < 1:
             raise ValueError(f"n_samples={cfg.n_samples} must be >= 1")
         # The same seed on every worker: the same z everywhere (the generator state is saved with the optimizer).
-        self._optimizer = _EstimateFedAdaHessian(params, **self.optimizer_config, seed=int(cfg.hessian_seed))
+        self._optimizer = self.inner(params, **self.optimizer_config, seed=int(cfg.hessian_seed))
         self.loss_semantics = str(cfg.loss_semantics)
         self.n_samples = int(cfg.n_samples)
         self._reset_accumulators()
 
-    @property
-    def optimizer_config(self):
-        return {
-            "lr": self.cfg.lr[0],
-            "betas": _parse_betas(self.cfg.adahessian_betas),
-            "eps": self.cfg.adahessian_eps,
-            "weight_decay": self.cfg.weight_decay,
-            "hessian_power": self.cfg.hessian_power,
-            "block_size": self.cfg.block_size,
-            "average_conv_kernel": not self.cfg.no_average_conv_kernel,
-            "update_each": self.cfg.update_each,
-            "hessian_warmup_steps": self.cfg.hessian_warmup_steps,
-            "n_samples": self.cfg.n_samples,
-        }
+    def _common_config(self) -> dict[str, Any]:
+        return {"lr": self.cfg.lr[0], "weight_decay": self.cfg.weight_decay, "update_each": self.cfg.update_each,
+                "hessian_warmup_steps": self.cfg.hessian_warmup_steps, "n_samples": self.cfg.n_samples}
 
     # -- bookkeeping ------------------------------------------------------------------------------------
     def _reset_accumulators(self) -> None:
@@ -162,7 +141,7 @@ class FairseqAdaHessian(FairseqOptimizer):
     def _draw_z(self, params: list[torch.Tensor]) -> list[list[torch.Tensor]]:
         # Drawn once per update and reused for every micro-batch: sum_i H_i z = (sum_i H_i) z. The optimizer's
         # generator is seeded alike on every worker, so every worker draws the same z too.
-        return [rademacher_like(params, self._optimizer._generator) for _ in range(self.n_samples)]
+        return [self._optimizer.draw_probes(params) for _ in range(self.n_samples)]
 
     # -- fairseq's hooks ----------------------------------------------------------------------------------
     def backward(self, loss: torch.Tensor) -> None:
@@ -223,7 +202,8 @@ class FairseqAdaHessian(FairseqOptimizer):
         return norm
 
     def hessian_estimate(self) -> list[list[torch.Tensor]] | None:
-        """``|z * H z|`` per sample and parameter, for the loss the configured semantics names (None: no estimate)."""
+        """The optimizer's single-probe estimate (``|z * H z|`` for AdaHessian) per sample and parameter, for the
+        loss the configured semantics names (None: no estimate)."""
         if self._hz is None:
             return None
         scale = self._grad_mult if self.loss_semantics == "mean" else 1.0
@@ -231,13 +211,14 @@ class FairseqAdaHessian(FairseqOptimizer):
             scale = scale.abs()
         else:
             scale = abs(scale)
-        return [[(z * h).abs_().mul_(scale) for z, h in zip(zs, hs)] for zs, hs in zip(self._zs, self._hz)]
+        return [[self._optimizer.probe_estimate(z, h).mul_(scale) for z, h in zip(zs, hs)]
+                for zs, hs in zip(self._zs, self._hz)]
 
     def step(self, closure=None, scale=1.0, groups=None):
         if scale != 1.0:
             self.multiply_grads(1.0 / scale)
         if self.needs_hessian() and self._hz is None:
-            raise RuntimeError("AdaHessian expected a Hessian estimate for this update but backward() made none; "
+            raise RuntimeError(f"{self.name} expected a Hessian estimate for this update but backward() made none; "
                                "was loss.backward() called directly (fp16/amp wrapper, custom task)?")
         if self.loss_semantics == "authors":
             params = [p for p in self.params if p.grad is not None]
@@ -248,13 +229,46 @@ class FairseqAdaHessian(FairseqOptimizer):
         if diag is not None:
             params = self._hessian_params()
             mean = [sum(ds[i] for ds in diag) / len(diag) for i in range(len(params))]
-            self._optimizer.give_estimate({id(p): d for p, d in zip(params, mean)})
+            # H z was summed over workers in all_reduce_grads: the estimate is already global.
+            self._optimizer.supply_estimate({id(p): d for p, d in zip(params, mean)}, reduced=True)
         self._optimizer.step(closure)
         self._reset_accumulators()
 
     def zero_grad(self):
         super().zero_grad()
         self._reset_accumulators()
+
+
+@register_optimizer("adahessian", dataclass=FairseqAdaHessianConfig)
+class FairseqAdaHessian(FairseqSecondOrder):
+    inner = AdaHessian
+    name = "adahessian"
+
+    @property
+    def optimizer_config(self):
+        return {
+            **self._common_config(),
+            "betas": _parse_betas(self.cfg.adahessian_betas),
+            "eps": self.cfg.adahessian_eps,
+            "hessian_power": self.cfg.hessian_power,
+            "block_size": self.cfg.block_size,
+            "average_conv_kernel": not self.cfg.no_average_conv_kernel,
+        }
+
+
+@register_optimizer("sophiah", dataclass=FairseqSophiaHConfig)
+class FairseqSophiaH(FairseqSecondOrder):
+    inner = SophiaH
+    name = "sophiah"
+
+    @property
+    def optimizer_config(self):
+        return {
+            **self._common_config(),
+            "betas": _parse_betas(self.cfg.sophiah_betas),
+            "gamma": self.cfg.sophiah_gamma,
+            "eps": self.cfg.sophiah_eps,
+        }
 
 
 @dataclass
