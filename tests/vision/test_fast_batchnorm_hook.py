@@ -55,3 +55,14 @@ def test_profiles_default_to_auto_and_it_is_not_in_the_experiment_key(profile):
     cfg = compose_cfg([f"trainer={profile}"])
     assert OmegaConf.select(cfg, "trainer.fast_batchnorm") == "auto"
     assert "fast_batchnorm" in _TRAINER_NOT_IN_KEY
+
+
+def test_switching_it_is_no_deviation_from_the_recipe():
+    from engine.recipe import compose_recipe, deviations
+
+    recipe = compose_recipe("cifar10_resnet20", "adahessian", "paper")
+    run = OmegaConf.to_container(compose_cfg(["task=cifar10_resnet20", "optim=adahessian", "trainer=paper",
+                                              "trainer.fast_batchnorm=false"]), resolve=True)
+    assert deviations(run, recipe) == []
+    run["trainer"]["grad_clip"] = 1.0  # a recipe setting still counts (the check can fail)
+    assert deviations(run, recipe) == ["trainer.grad_clip=1.0"]
