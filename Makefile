@@ -2,7 +2,7 @@
 PYTHON ?= python
 .DEFAULT_GOAL := help
 
-.PHONY: help install test lint smoke sync bench gpu-checks clean
+.PHONY: help install test lint smoke sync bench profile gpu-checks clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -24,6 +24,9 @@ sync: ## upload offline W&B runs (results/wandb) once you are online and logged 
 
 bench: ## optimizer step-time/memory benchmark vs SGD, Adam and other AdaHessian packages (scripts/bench_optim.py)
 	$(PYTHON) scripts/bench_optim.py --model all
+
+profile: ## where a Hessian step's time goes: phases and operator families, torch vs fused batch norm (CPU)
+	$(PYTHON) -m scripts.profile_hessian --task all
 
 gpu-checks: ## on a CUDA machine: CUDA tests, GPU benchmark, every task on the GPU, IWSLT14 paper config (results/gpu/)
 	bash scripts/gpu_checks.sh

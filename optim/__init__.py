@@ -7,6 +7,7 @@ Hessian, mixed precision, data parallel, attention, torch.compile).
 from .adahessian import AdaHessian
 from .amp import update_scaler
 from .attention import hessian_safe_attention
+from .batchnorm import fast_batchnorm
 from .combined import CombinedOptimizer
 from .distributed import allreduce_grads_, allreduce_mean_
 from .hutchinson import MissingGraphError
@@ -35,6 +36,7 @@ __all__ = [
     "allreduce_grads_",
     "allreduce_mean_",
     "build_optimizer",
+    "fast_batchnorm",
     "hessian_safe_attention",
     "is_second_order",
     "needs_hessian",

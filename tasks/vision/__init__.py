@@ -9,10 +9,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 import torchvision
+from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 
 from engine.task_api import MetricSpec, TorchTask
-from engine.trainer import fit
+from engine.trainer import fit, resolve_device
+from optim import fast_batchnorm
 
 from . import data
 from .data import build_datasets
@@ -30,6 +32,30 @@ def build_model(task_cfg) -> torch.nn.Module:
     raise ValueError(f"task.arch={task_cfg.arch!r} is not allowed; choose one of {', '.join(ARCHS)}")
 
 
+def optimizer_uses_hessians(cfg) -> bool:
+    """Whether the configured optimizer ever asks for graph-carrying gradients (it has ``needs_hessian``): the
+    optimizer is built on a one-element stand-in parameter, so this follows the registry, not a list of names."""
+    if cfg.get("optim") is None:
+        return False
+    opt = instantiate(cfg.optim)([torch.zeros(1, requires_grad=True)])
+    return callable(getattr(opt, "needs_hessian", None))
+
+
+FAST_BATCHNORM = (True, False, "auto")
+
+
+def use_fast_batchnorm(cfg) -> bool:
+    """``trainer.fast_batchnorm``: true, false, or auto = on where it was measured faster, the CPU
+    (results/bench/2026-12-01-cpu). On CUDA torch's module runs cuDNN and this one torch's native kernels, and no
+    GPU measurement exists yet, so auto leaves it off there. Only for optimizers that take Hessians."""
+    flag = cfg.trainer.get("fast_batchnorm", False)
+    if flag not in FAST_BATCHNORM or not isinstance(flag, bool | str):
+        raise ValueError(f"trainer.fast_batchnorm={flag!r} is not allowed; choose auto, true or false")
+    if flag is False or not optimizer_uses_hessians(cfg):
+        return False
+    return flag is True or resolve_device(cfg.trainer.device).type == "cpu"
+
+
 def fixed_order(n: int) -> list[int]:
     return torch.randperm(n, generator=torch.Generator().manual_seed(0)).tolist()
 
@@ -42,9 +68,14 @@ def classification_loss(model: torch.nn.Module, batch) -> torch.Tensor:
 def build(cfg) -> TorchTask:
     train_set, val_set = build_datasets(cfg.task, cfg.data, cfg.seed)
     tc = cfg.trainer
+    model = build_model(cfg.task)
+    if use_fast_batchnorm(cfg):
+        # Batch norm with a fused closed-form double backward (optim/batchnorm.py): same forward and gradients
+        # bit for bit, Hessian-vector products equal to round-off, a faster Hessian step.
+        fast_batchnorm(model)
     loader_args = dict(num_workers=tc.num_workers, pin_memory=torch.cuda.is_available())
     return TorchTask(
-        model=build_model(cfg.task),
+        model=model,
         # Exact resume with workers: random crops and flips are drawn in the worker processes, which torch seeds
         # from a base seed drawn from the main process's RNG when they start. Persistent workers would start once
         # per process (a resumed process would seed epoch e's workers differently from an uninterrupted one);
