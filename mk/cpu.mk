@@ -1,0 +1,70 @@
+# CPU scale: every table and figure on real data, sized for a 2-core CPU (about two hours); docs/cpu_scale.md.
+#   make cpu-results CPU_DATA=/path/to/data      (data/<name> by default: cifar10, ptb, iwslt14, criteo_kaggle)
+# Resumable: each step is a Hydra multirun with skip_completed=true, so after an interruption the same command runs
+# only what has no completed record. CPU_RESULTS_DRY=1: the whole pipeline on synthetic data, 1-2 steps per run.
+#   CPU_RESULTS      output folder (runs/, tables/, figures/, notebooks/, RUN.md)   default results/cpu
+#   CPU_SEEDS        seeds of the comparison tables 2, 3, 4 and DLRM                default 0
+#   CPU_SWEEP_TASK   the task of the LR and block-size sweeps                        default criteo_dlrm
+#   CPU_SWEEP_SEEDS  their seeds (the cheapest task affords three)                   default 0,1,2
+#   CPU_SWEEP_OPTIMS the LR sweep's optimizers; CPU_BLOCK_REFERENCE the block sweep's reference (DLRM: adagrad)
+#   CPU_LR_VALUES    lr_scale values around the default                              default 0.5,1,2
+#   CPU_BLOCK_VALUES AdaHessian block sizes                                          default 1,8,64
+#   CPU_SPEED_TASK   Table 8's task                                                  default cifar10_resnet20
+#   CPU_EXTRA        more run.py overrides for every run
+RPY ?= $(or $(PYTHON),python)
+CPU_RESULTS ?= results/cpu
+CPU_SEEDS ?= 0
+CPU_SWEEP_TASK ?= criteo_dlrm
+CPU_SWEEP_SEEDS ?= 0,1,2
+CPU_SWEEP_OPTIMS ?= adagrad,adahessian
+CPU_BLOCK_REFERENCE ?= adagrad
+CPU_LR_VALUES ?= 0.5,1,2
+CPU_BLOCK_VALUES ?= 1,8,64
+CPU_SPEED_TASK ?= cifar10_resnet20
+CPU_DATA ?=
+CPU_EXTRA ?=
+CPU_TABLE_TASKS ?= 2:cifar10_resnet20 3:iwslt14 4:ptb_transformer fig6:criteo_dlrm
+
+# Operational settings only (paths, logger): a record at cpu scale stays exactly its profile's recipe.
+_CPU_RUN = logger.mode=disabled paths.work_dir=checkpoints/cpu $(if $(CPU_DATA),paths.data_dir=$(abspath $(CPU_DATA)))
+ifeq ($(CPU_RESULTS_DRY),1)
+# Synthetic data of the real shapes, one epoch of 2 steps and 1 evaluation batch per run: minutes in all.
+_CPU_SOURCE = synthetic
+_CPU_RUN += trainer.epochs=1 trainer.limit_train_batches=2 trainer.limit_val_batches=1 trainer.checkpoint=false \
+  task.eval_batch_size=64
+_CPU_SPEED = --steps 1 --warmup 1 --repeats 1 --memory-steps 0 --every 1,2
+else
+_CPU_SOURCE = real
+_CPU_SPEED = --steps 10 --warmup 2 --repeats 2 --memory-steps 2
+endif
+_CPU_OPTS = --scale cpu --data-source $(_CPU_SOURCE) --launcher basic --results-dir $(CPU_RESULTS)
+
+.PHONY: cpu-results cpu-estimate
+
+cpu-results: ## every table/figure at cpu scale on real data (~2 h on 2 cores) in CPU_RESULTS=results/cpu; resumable
+	@mkdir -p $(CPU_RESULTS); rc=0; log=$(CPU_RESULTS)/RUN.md; \
+	echo "# make cpu-results" > $$log; \
+	echo "started $$(date -u +%FT%TZ) at commit $$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$$(git diff --quiet 2>/dev/null || echo ' (uncommitted changes)')" >> $$log; \
+	echo "command: make cpu-results$(if $(CPU_RESULTS_DRY), CPU_RESULTS_DRY=$(CPU_RESULTS_DRY)) CPU_RESULTS=$(CPU_RESULTS)$(if $(CPU_DATA), CPU_DATA=$(CPU_DATA))$(if $(CPU_EXTRA), CPU_EXTRA='$(CPU_EXTRA)')" >> $$log; \
+	run() { echo "+ $$*"; t0=$$(date +%s); "$$@"; s=$$?; \
+	  echo "- $$(date -u +%FT%TZ) exit $$s after $$(( $$(date +%s) - t0 )) s: \`$$*\`" >> $$log; \
+	  [ $$s -eq 0 ] || { rc=1; echo "cpu-results: step failed (going on): $$*" >&2; }; }; \
+	for tt in $(CPU_TABLE_TASKS); do \
+	  run $(RPY) -m scripts.sweep compare --tasks $${tt#*:} --seeds $(CPU_SEEDS) $(_CPU_OPTS) -- $(_CPU_RUN) $(CPU_EXTRA); \
+	done; \
+	run $(RPY) -m scripts.sweep lr --task $(CPU_SWEEP_TASK) --optims $(CPU_SWEEP_OPTIMS) --values $(CPU_LR_VALUES) \
+	  --seeds $(CPU_SWEEP_SEEDS) $(_CPU_OPTS) -- $(_CPU_RUN) $(CPU_EXTRA); \
+	run $(RPY) -m scripts.sweep block --task $(CPU_SWEEP_TASK) --values $(CPU_BLOCK_VALUES) \
+	  --reference $(CPU_BLOCK_REFERENCE) --seeds $(CPU_SWEEP_SEEDS) $(_CPU_OPTS) -- $(_CPU_RUN) $(CPU_EXTRA); \
+	run $(RPY) -m scripts.speed --task $(CPU_SPEED_TASK) --scale cpu --data-source $(_CPU_SOURCE) $(_CPU_SPEED) \
+	  --results-dir $(CPU_RESULTS) -- $(_CPU_RUN) $(CPU_EXTRA); \
+	run $(RPY) -m scripts.tables --results-dir $(CPU_RESULTS) --scale cpu; \
+	run $(RPY) -m scripts.notebooks --results-dir $(CPU_RESULTS); \
+	echo "finished $$(date -u +%FT%TZ)" >> $$log; \
+	echo "cpu-results: tables in $(CPU_RESULTS)/tables, figures in $(CPU_RESULTS)/figures, log $$log"; \
+	if [ $$rc -ne 0 ]; then echo "cpu-results: some steps failed or left planned runs without a record" >&2; fi; \
+	exit $$rc
+
+cpu-estimate: ## time a few steps of every cpu-scale run and print the run-time estimates (CPU_DATA as above)
+	$(RPY) -m scripts.cpu_estimate --tasks cifar10_resnet20,ptb_transformer,criteo_dlrm \
+	  $(if $(CPU_DATA),-- paths.data_dir=$(abspath $(CPU_DATA)))
