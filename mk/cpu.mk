@@ -10,6 +10,7 @@
 #   CPU_LR_VALUES    lr_scale values around the default                              default 0.5,1,2
 #   CPU_BLOCK_VALUES AdaHessian block sizes                                          default 1,8,64
 #   CPU_SPEED_TASK   Table 8's task                                                  default cifar10_resnet20
+#   CPU_VISION_TASKS Table 2's tasks (cifar10_resnet32 has a cpu scale too, ~1.6x the time)  default cifar10_resnet20
 #   CPU_EXTRA        more run.py overrides for every run
 RPY ?= $(or $(PYTHON),python)
 CPU_RESULTS ?= results/cpu
@@ -23,23 +24,24 @@ CPU_BLOCK_VALUES ?= 1,8,64
 CPU_SPEED_TASK ?= cifar10_resnet20
 CPU_DATA ?=
 CPU_EXTRA ?=
-CPU_TABLE_TASKS ?= 2:cifar10_resnet20 3:iwslt14 4:ptb_transformer fig6:criteo_dlrm
+CPU_VISION_TASKS ?= cifar10_resnet20
 
 # Operational settings only (paths, logger): a record at cpu scale stays exactly its profile's recipe.
 _CPU_RUN = logger.mode=disabled paths.work_dir=checkpoints/cpu $(if $(CPU_DATA),paths.data_dir=$(abspath $(CPU_DATA)))
 ifeq ($(CPU_RESULTS_DRY),1)
 # Synthetic data of the real shapes, one epoch of 2 steps and 1 evaluation batch per run: minutes in all.
 _CPU_SOURCE = synthetic
-_CPU_RUN += trainer.epochs=1 trainer.limit_train_batches=2 trainer.limit_val_batches=1 trainer.checkpoint=false \
-  task.eval_batch_size=64
+_CPU_RUN += trainer.epochs=1 trainer.limit_train_batches=2 trainer.limit_val_batches=1 trainer.checkpoint=false
 _CPU_SPEED = --steps 1 --warmup 1 --repeats 1 --memory-steps 0 --every 1,2
+_CPU_SMALL = trainer.batch_size=8 task.eval_batch_size=64
 else
 _CPU_SOURCE = real
 _CPU_SPEED = --steps 10 --warmup 2 --repeats 2 --memory-steps 2
+_CPU_SMALL =
 endif
 _CPU_OPTS = --scale cpu --data-source $(_CPU_SOURCE) --launcher basic --results-dir $(CPU_RESULTS)
 
-.PHONY: cpu-results cpu-estimate
+.PHONY: cpu-results cpu-estimate gpu-repro
 
 cpu-results: ## every table/figure at cpu scale on real data (~2 h on 2 cores) in CPU_RESULTS=results/cpu; resumable
 	@mkdir -p $(CPU_RESULTS); rc=0; log=$(CPU_RESULTS)/RUN.md; \
@@ -49,15 +51,18 @@ cpu-results: ## every table/figure at cpu scale on real data (~2 h on 2 cores) i
 	run() { echo "+ $$*"; t0=$$(date +%s); "$$@"; s=$$?; \
 	  echo "- $$(date -u +%FT%TZ) exit $$s after $$(( $$(date +%s) - t0 )) s: \`$$*\`" >> $$log; \
 	  [ $$s -eq 0 ] || { rc=1; echo "cpu-results: step failed (going on): $$*" >&2; }; }; \
-	for tt in $(CPU_TABLE_TASKS); do \
-	  run $(RPY) -m scripts.sweep compare --tasks $${tt#*:} --seeds $(CPU_SEEDS) $(_CPU_OPTS) -- $(_CPU_RUN) $(CPU_EXTRA); \
-	done; \
+	run $(RPY) -m scripts.sweep compare --tasks $(CPU_VISION_TASKS) --seeds $(CPU_SEEDS) $(_CPU_OPTS) \
+	  -- $(_CPU_RUN) $(_CPU_SMALL) $(CPU_EXTRA); \
+	run $(RPY) -m scripts.sweep compare --tasks iwslt14 --seeds $(CPU_SEEDS) $(_CPU_OPTS) -- $(_CPU_RUN) $(CPU_EXTRA); \
+	run $(RPY) -m scripts.sweep compare --tasks ptb_transformer --seeds $(CPU_SEEDS) $(_CPU_OPTS) \
+	  -- $(_CPU_RUN) $(_CPU_SMALL) $(CPU_EXTRA); \
+	run $(RPY) -m scripts.sweep compare --tasks criteo_dlrm --seeds $(CPU_SEEDS) $(_CPU_OPTS) -- $(_CPU_RUN) $(CPU_EXTRA); \
 	run $(RPY) -m scripts.sweep lr --task $(CPU_SWEEP_TASK) --optims $(CPU_SWEEP_OPTIMS) --values $(CPU_LR_VALUES) \
 	  --seeds $(CPU_SWEEP_SEEDS) $(_CPU_OPTS) -- $(_CPU_RUN) $(CPU_EXTRA); \
 	run $(RPY) -m scripts.sweep block --task $(CPU_SWEEP_TASK) --values $(CPU_BLOCK_VALUES) \
 	  --reference $(CPU_BLOCK_REFERENCE) --seeds $(CPU_SWEEP_SEEDS) $(_CPU_OPTS) -- $(_CPU_RUN) $(CPU_EXTRA); \
 	run $(RPY) -m scripts.speed --task $(CPU_SPEED_TASK) --scale cpu --data-source $(_CPU_SOURCE) $(_CPU_SPEED) \
-	  --results-dir $(CPU_RESULTS) -- $(_CPU_RUN) $(CPU_EXTRA); \
+	  --results-dir $(CPU_RESULTS) -- $(_CPU_RUN) $(_CPU_SMALL) $(CPU_EXTRA); \
 	run $(RPY) -m scripts.tables --results-dir $(CPU_RESULTS) --scale cpu; \
 	run $(RPY) -m scripts.notebooks --results-dir $(CPU_RESULTS); \
 	echo "finished $$(date -u +%FT%TZ)" >> $$log; \
@@ -68,3 +73,6 @@ cpu-results: ## every table/figure at cpu scale on real data (~2 h on 2 cores) i
 cpu-estimate: ## time a few steps of every cpu-scale run and print the run-time estimates (CPU_DATA as above)
 	$(RPY) -m scripts.cpu_estimate --tasks cifar10_resnet20,ptb_transformer,criteo_dlrm \
 	  $(if $(CPU_DATA),-- paths.data_dir=$(abspath $(CPU_DATA)))
+
+gpu-repro: ## on a GPU machine: CIFAR-10 ResNet20 SGD/AdamW/AdaHessian, real data from GPU_PACK (results/gpu/<date>-cifar10)
+	bash scripts/gpu_repro.sh
