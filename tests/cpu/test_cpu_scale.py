@@ -100,3 +100,55 @@ def test_cpu_scale_cifar_run_on_an_image_folder(tmp_path):
     assert all(h["top1_acc"] * 30 / 100 == pytest.approx(round(h["top1_acc"] * 30 / 100)) for h in rec["history"])
     assert rec["history"][1]["lr"] == pytest.approx(0.015)  # x0.1 after the first of two epochs
     assert rec["timing"]["n_hessian_steps"] == 6 and torch.get_num_threads() == 1
+
+
+def write_criteo_text(path, n):
+    """Kaggle dac train.txt lines: label, 13 integer fields, 26 hex categorical fields (some empty)."""
+    g = torch.Generator().manual_seed(0)
+    lines = []
+    for _ in range(n):
+        ints = [str(int(v)) if v >= 0 else "" for v in torch.randint(-2, 50, (13,), generator=g)]
+        cats = ["" if v == 0 else f"{int(v) * 7919:08x}" for v in torch.randint(0, 6, (26,), generator=g)]
+        lines.append("\t".join([str(int(torch.rand(1, generator=g) < 0.25)), *ints, *cats]) + "\n")
+    path.write_text("".join(lines))
+    return path
+
+
+def write_ptb_text(root):
+    root.mkdir(parents=True)
+    words = ["the", "cat", "sat", "on", "mat", "<unk>", "a", "dog", "N"]
+    g = torch.Generator().manual_seed(0)
+    for split, n_lines in (("train", 200), ("valid", 40), ("test", 40)):
+        lines = [" " + " ".join(words[i] for i in torch.randint(0, 9, (6,), generator=g).tolist()) + " \n"
+                 for _ in range(n_lines)]
+        (root / f"ptb.{split}.txt").write_text("".join(lines))
+
+
+def test_cpu_scale_dlrm_run_on_a_prepared_click_log(tmp_path):
+    """The cpu recipe unchanged (one pass in 10 evaluated segments) on a prefix written in Criteo's raw format."""
+    from tasks.recommendation.data import prepare
+
+    root = tmp_path / "criteo_kaggle"
+    prepare(write_criteo_text(tmp_path / "head.txt", 1400), root, log=lambda *_: None)
+    cfg = compose_cfg(["task=criteo_dlrm", "optim=adahessian", "trainer=cpu", f"paths.data_dir={tmp_path}",
+                       f"paths.results_dir={tmp_path / 'results'}", f"paths.work_dir={tmp_path / 'ck'}",
+                       "logger.mode=disabled"])
+    assert launch(cfg) == "completed"
+    (path,) = glob.glob(str(tmp_path / "results/runs/*/*/*.json"))
+    rec = json.load(open(path))
+    assert rec["scale"] == "cpu" and rec["extra"]["recommendation"]["train_rows"] == 1200  # days 1-6 of 7 x 200
+    assert [h["step"] for h in rec["history"]][-1] == 10 and len(rec["history"]) == 10  # 10 batches of 128, 10 parts
+
+
+def test_cpu_scale_ptb_run_on_text_files(tmp_path):
+    """The cpu model width and warmup on PTB-format text files written here (two epochs, tiny batches)."""
+    write_ptb_text(tmp_path / "ptb")
+    cfg = compose_cfg(["task=ptb_transformer", "optim=adahessian", "trainer=cpu", f"paths.data_dir={tmp_path}",
+                       "trainer.batch_size=4", f"paths.results_dir={tmp_path / 'results'}",
+                       f"paths.work_dir={tmp_path / 'ck'}", "logger.mode=disabled"])
+    assert launch(cfg) == "completed"
+    (path,) = glob.glob(str(tmp_path / "results/runs/*/*/*.json"))
+    rec = json.load(open(path))
+    lm = rec["extra"]["language_model"]
+    assert rec["scale"] == "cpu" and lm["model"]["d_model"] == 128 and lm["vocab_size"] == 10  # 9 words + <eos>
+    assert len(rec["history"]) == 2 and all(h["test_ppl"] > 1 for h in rec["history"])
