@@ -141,7 +141,7 @@ def test_cpu_scale_dlrm_run_on_a_prepared_click_log(tmp_path):
 
 
 def test_cpu_scale_ptb_run_on_text_files(tmp_path):
-    """The cpu model width and warmup on PTB-format text files written here (two epochs, tiny batches)."""
+    """The cpu model width and warmup on PTB-format text files written here (one epoch, tiny batches)."""
     write_ptb_text(tmp_path / "ptb")
     cfg = compose_cfg(["task=ptb_transformer", "optim=adahessian", "trainer=cpu", f"paths.data_dir={tmp_path}",
                        "trainer.batch_size=4", f"paths.results_dir={tmp_path / 'results'}",
@@ -151,4 +151,4 @@ def test_cpu_scale_ptb_run_on_text_files(tmp_path):
     rec = json.load(open(path))
     lm = rec["extra"]["language_model"]
     assert rec["scale"] == "cpu" and lm["model"]["d_model"] == 128 and lm["vocab_size"] == 10  # 9 words + <eos>
-    assert len(rec["history"]) == 2 and all(h["test_ppl"] > 1 for h in rec["history"])
+    assert len(rec["history"]) == 1 and rec["history"][0]["test_ppl"] > 1
