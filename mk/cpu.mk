@@ -8,7 +8,8 @@
 #                    default ptb_transformer: DLRM is cheaper, but on the 10k-row sample every run of it ends at
 #                    the majority-class accuracy (measured for lr x0.5, x1), so it shows no difference
 #   CPU_SWEEP_SEEDS  their seeds                                                     default 0
-#   CPU_SWEEP_OPTIMS the LR sweep's optimizers; CPU_BLOCK_REFERENCE the block sweep's reference   adamw,adahessian; adamw
+#   CPU_SWEEP_OPTIMS the LR sweep's optimizers; CPU_BLOCK_REFERENCE the block sweep's reference (default: the
+#                    sweeps' own, scripts.sweep: AdamW and AdaHessian; AdamW)
 #   CPU_LR_VALUES    lr_scale values around the default                              default 0.5,1,2
 #   CPU_BLOCK_VALUES AdaHessian block sizes (PTB's default: 4)                       default 1,4,32
 #   CPU_SPEED_TASK   Table 8's task                                                  default cifar10_resnet20
@@ -21,8 +22,8 @@ CPU_RESULTS ?= results/cpu
 CPU_SEEDS ?= 0
 CPU_SWEEP_TASK ?= ptb_transformer
 CPU_SWEEP_SEEDS ?= 0
-CPU_SWEEP_OPTIMS ?= adamw,adahessian
-CPU_BLOCK_REFERENCE ?= adamw
+CPU_SWEEP_OPTIMS ?=
+CPU_BLOCK_REFERENCE ?=
 CPU_LR_VALUES ?= 0.5,1,2
 CPU_BLOCK_VALUES ?= 1,4,32
 CPU_SPEED_TASK ?= cifar10_resnet20
@@ -62,10 +63,10 @@ cpu-results: ## every table/figure at cpu scale on real data (~2 h on 2 cores) i
 	run $(RPY) -m scripts.sweep compare --tasks ptb_transformer --seeds $(CPU_SEEDS) $(_CPU_OPTS) \
 	  -- $(_CPU_RUN) $(_CPU_SMALL) $(CPU_EXTRA); \
 	run $(RPY) -m scripts.sweep compare --tasks criteo_dlrm --seeds $(CPU_SEEDS) $(_CPU_OPTS) -- $(_CPU_RUN) $(CPU_EXTRA); \
-	run $(RPY) -m scripts.sweep lr --task $(CPU_SWEEP_TASK) --optims $(CPU_SWEEP_OPTIMS) --values $(CPU_LR_VALUES) \
+	run $(RPY) -m scripts.sweep lr --task $(CPU_SWEEP_TASK) $(if $(CPU_SWEEP_OPTIMS),--optims $(CPU_SWEEP_OPTIMS)) --values $(CPU_LR_VALUES) \
 	  --seeds $(CPU_SWEEP_SEEDS) $(_CPU_OPTS) -- $(_CPU_RUN) $(_CPU_SMALL) $(CPU_EXTRA); \
 	run $(RPY) -m scripts.sweep block --task $(CPU_SWEEP_TASK) --values $(CPU_BLOCK_VALUES) \
-	  --reference $(CPU_BLOCK_REFERENCE) --seeds $(CPU_SWEEP_SEEDS) $(_CPU_OPTS) -- $(_CPU_RUN) $(_CPU_SMALL) $(CPU_EXTRA); \
+	  $(if $(CPU_BLOCK_REFERENCE),--reference $(CPU_BLOCK_REFERENCE)) --seeds $(CPU_SWEEP_SEEDS) $(_CPU_OPTS) -- $(_CPU_RUN) $(_CPU_SMALL) $(CPU_EXTRA); \
 	run $(RPY) -m scripts.speed --task $(CPU_SPEED_TASK) --scale cpu --data-source $(_CPU_SOURCE) $(_CPU_SPEED) \
 	  --results-dir $(CPU_RESULTS) -- $(_CPU_RUN) $(_CPU_SMALL) $(CPU_EXTRA); \
 	run $(RPY) -m scripts.tables --results-dir $(CPU_RESULTS) --scale cpu; \
