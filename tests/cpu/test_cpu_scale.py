@@ -15,7 +15,8 @@ from engine.launch import launch
 from tasks.vision.data import class_balanced_subset
 
 CPU_TASKS = sorted(p.stem.removesuffix("_cpu") for p in (CONF / "task_scale").glob("*_cpu.yaml"))
-PAIRS = [(t, p.stem.removeprefix(f"{t}_")) for t in CPU_TASKS for p in (CONF / "task_optim").glob(f"{t}_*.yaml")]
+SCALED = [p.stem.rsplit("_", 1) for p in sorted((CONF / "task_scale").glob("*.yaml"))]  # (task, trainer profile)
+PAIRS = [(t, p.stem.removeprefix(f"{t}_"), s) for t, s in SCALED for p in (CONF / "task_optim").glob(f"{t}_*.yaml")]
 
 
 def leaves(d, prefix=""):
@@ -30,18 +31,18 @@ def test_every_table_task_has_a_cpu_scale():
     assert {"cifar10_resnet20", "iwslt14", "ptb_transformer", "criteo_dlrm"} <= set(CPU_TASKS)
 
 
-@pytest.mark.parametrize("task,optim", PAIRS)
-def test_cpu_scale_keeps_the_paper_optimizer_and_shrinks_only_what_it_states(task, optim):
+@pytest.mark.parametrize("task,optim,scale", PAIRS)
+def test_scale_keeps_the_paper_optimizer_and_shrinks_only_what_it_states(task, optim, scale):
     paper = OmegaConf.to_container(compose_cfg([f"task={task}", f"optim={optim}"]), resolve=True)
-    cpu = OmegaConf.to_container(compose_cfg([f"task={task}", f"optim={optim}", "trainer=cpu"]), resolve=True)
-    assert cpu["trainer"]["name"] == "cpu" and cpu["trainer"]["device"] == "cpu"
+    cpu = OmegaConf.to_container(compose_cfg([f"task={task}", f"optim={optim}", f"trainer={scale}"]), resolve=True)
+    assert cpu["trainer"]["name"] == scale and cpu["trainer"]["device"] == {"cpu": "cpu", "gpu": "cuda"}[scale]
     assert cpu["optim"] == paper["optim"]  # the same optimizer with the paper's hyperparameters
     assert cpu["task"]["metric"] == paper["task"]["metric"] and cpu["data"]["source"] == "real"
-    shrink = OmegaConf.to_container(OmegaConf.load(CONF / "task_scale" / f"{task}_cpu.yaml"))
+    shrink = OmegaConf.to_container(OmegaConf.load(CONF / "task_scale" / f"{task}_{scale}.yaml"))
     sources = dict(leaves(shrink.pop("sources")))
     for key, value in leaves(shrink):
         src = next((s for k, s in sources.items() if key == k or key.startswith(k + ".")), None)
-        assert src and src.startswith("ours: cpu scale, "), f"{task}: {key} has no 'ours: cpu scale' source"
+        assert src and src.startswith(f"ours: {scale} scale, "), f"{task}: {key} has no 'ours: {scale} scale' source"
         assert OmegaConf.select(OmegaConf.create(cpu), key) == value  # the shrink is what runs
     # everything else of the task is the paper's (the profile may change only what its file states)
     for key, value in leaves(paper["task"], "task."):
@@ -49,9 +50,10 @@ def test_cpu_scale_keeps_the_paper_optimizer_and_shrinks_only_what_it_states(tas
             assert OmegaConf.select(OmegaConf.create(cpu), key) == value, key
 
 
-@pytest.mark.parametrize("task", ["cifar10_resnet20", "cifar10_resnet32"])
-def test_cifar_schedule_keeps_the_papers_shape(task):
-    paper, cpu = compose_cfg([f"task={task}"]), compose_cfg([f"task={task}", "trainer=cpu"])
+@pytest.mark.parametrize("task,scale", [("cifar10_resnet20", "cpu"), ("cifar10_resnet32", "cpu"),
+                                        ("cifar10_resnet20", "gpu")])
+def test_cifar_schedule_keeps_the_papers_shape(task, scale):
+    paper, cpu = compose_cfg([f"task={task}"]), compose_cfg([f"task={task}", f"trainer={scale}"])
     frac = lambda c: [m / c.trainer.epochs for m in c.task.schedule.milestones]  # noqa: E731
     assert frac(cpu) == frac(paper) == [0.5, 0.75] and cpu.trainer.epochs < paper.trainer.epochs
 

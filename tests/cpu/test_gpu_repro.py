@@ -96,12 +96,12 @@ def test_gpu_repro_dry_run_on_cpu(tmp_path):
     recs = [json.load(open(p)) for p in glob.glob(str(tmp_path / "gpu/runs/cifar10_resnet20/*/*.json"))]
     assert sorted(r["optim"] for r in recs) == ["adahessian", "adamw", "sgd"]
     for rec in recs:
-        assert rec["status"] == "completed" and rec["data_source"] == "real" and rec["scale"] == "paper"
+        assert rec["status"] == "completed" and rec["data_source"] == "real" and rec["scale"] == "gpu"
         assert [h["epoch"] for h in rec["history"]] == [1, 2]
         assert rec["config"]["task"]["schedule"]["milestones"] == [1, 2]  # 1/2 and 3/4 of 2 epochs, kept apart
     readme = (tmp_path / "gpu/README.md").read_text()
     digest = (tmp_path / "pack/c.npz.sha256").read_text().split()[0]
-    assert f"sha256 {digest} (checked)" in readme and "epochs 2 instead of 160" in readme
+    assert f"sha256 {digest} (checked)" in readme and "then 2 epochs, milestones [1, 2]" in readme
     assert glob.glob(str(tmp_path / "gpu/figures/*.png")) and not list(tmp_path.glob("gpu_repro.*"))
 
 
