@@ -65,7 +65,8 @@ fi
   echo
   echo "- date: $(date -u +%FT%TZ); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "- device: $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo 'no GPU (dry run on CPU)')"
-  echo "- data: $PACK, sha256 $(cut -d' ' -f1 "$PACK.sha256") (checked), all 50,000 training and 10,000 test images"
+  echo "- data: $PACK, sha256 $(cut -d' ' -f1 "$PACK.sha256") (checked): $($PY -c "import numpy as np; z = np.load('$PACK')
+print(len(z['train_labels']), 'training and', len(z['test_labels']), 'test images')")"
   echo "- command: GPU_EPOCHS=$EPOCHS GPU_OPTIMS=$OPTIMS GPU_SEED=$SEED GPU_REPRO_DRY=$DRY bash scripts/gpu_repro.sh"
   echo "- each run: python run.py optim=<optim> ${ARGS[*]}"
   echo "- differs from the paper's recipe in: conf/task_scale/cifar10_resnet20_gpu.yaml (12 epochs instead of 160, lr"
