@@ -15,6 +15,7 @@
 #   CPU_SPEED_TASK   Table 8's task                                                  default cifar10_resnet20
 #   CPU_VISION_TASKS Table 2's tasks (cifar10_resnet32 has a cpu scale too, ~1.6x the time)  default cifar10_resnet20
 #   CPU_EXTRA        more run.py overrides for every run
+#   CPU_WORK         checkpoints (resume points; fairseq's for IWSLT14)                default checkpoints/cpu
 #   CPU_THREADS      torch/OpenMP threads per run (OMP_NUM_THREADS); 1 on a machine other jobs share, where
 #                    OpenMP threads spinning against them made DLRM steps ~30x slower (measured)  default: torch's
 RPY ?= $(or $(PYTHON),python)
@@ -30,10 +31,11 @@ CPU_SPEED_TASK ?= cifar10_resnet20
 CPU_DATA ?=
 CPU_EXTRA ?=
 CPU_THREADS ?=
+CPU_WORK ?= checkpoints/cpu
 CPU_VISION_TASKS ?= cifar10_resnet20
 
 # Operational settings only (paths, logger): a record at cpu scale stays exactly its profile's recipe.
-_CPU_RUN = logger.mode=disabled paths.work_dir=checkpoints/cpu $(if $(CPU_DATA),paths.data_dir=$(abspath $(CPU_DATA)))
+_CPU_RUN = logger.mode=disabled paths.work_dir=$(CPU_WORK) $(if $(CPU_DATA),paths.data_dir=$(abspath $(CPU_DATA)))
 ifeq ($(CPU_RESULTS_DRY),1)
 # Synthetic data of the real shapes, one epoch of 2 steps and 1 evaluation batch per run: minutes in all.
 _CPU_SOURCE = synthetic

@@ -20,7 +20,8 @@ STEPS = ["sweep compare --tasks cifar10_resnet20", "sweep compare --tasks iwslt1
 def make(out):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled"}
     return subprocess.run(["make", "--no-print-directory", "cpu-results", "CPU_RESULTS_DRY=1", "CPU_THREADS=1",
-                           f"CPU_RESULTS={out}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
+                           f"CPU_RESULTS={out}", f"CPU_WORK={out.parent / 'checkpoints'}"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
 
 
 def records(out):

@@ -101,7 +101,8 @@ def test_gpu_repro_dry_run_on_cpu(tmp_path):
         assert rec["config"]["task"]["schedule"]["milestones"] == [1, 2]  # 1/2 and 3/4 of 2 epochs, kept apart
     readme = (tmp_path / "gpu/README.md").read_text()
     digest = (tmp_path / "pack/c.npz.sha256").read_text().split()[0]
-    assert f"sha256 {digest} (checked): 30 training and 30 test images" in readme and "then 2 epochs, milestones [1, 2]" in readme
+    assert f"sha256 {digest} (checked): 30 training and 30 test images" in readme
+    assert "then 2 epochs, milestones [1, 2]" in readme
     assert glob.glob(str(tmp_path / "gpu/figures/*.png")) and not list(tmp_path.glob("gpu_repro.*"))
 
 
