@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 from torchvision import datasets, transforms
 from torchvision.datasets.vision import VisionDataset
 
@@ -316,7 +316,28 @@ def check(task_cfg, data_cfg) -> None:
         raise ValueError(f"task.dataset={task_cfg.dataset!r} is not allowed; choose cifar10 or imagenet")
 
 
+def class_balanced_subset(dataset: Dataset, per_class: int) -> Subset:
+    """The first ``per_class`` images of every class, in the dataset's own order: the same images on every run and
+    seed, and in both CIFAR-10 layouts (the image folders keep the batches' order within a class)."""
+    targets = torch.as_tensor(dataset.targets)
+    counts = torch.bincount(targets)
+    if per_class < 1 or per_class > int(counts.min()):
+        raise ValueError(f"data.train_per_class={per_class} is not allowed; it must be in 1..{int(counts.min())} "
+                         f"(the smallest class of this training set)")
+    keep = [i for c in range(len(counts)) for i in torch.nonzero(targets == c).flatten()[:per_class].tolist()]
+    return Subset(dataset, sorted(keep))
+
+
 def build_datasets(task_cfg, data_cfg, seed: int) -> tuple[Dataset, Dataset]:
+    """(train, test) sets; ``data.train_per_class`` (real data only) trains on a fixed class-balanced subset."""
+    train, test = _datasets(task_cfg, data_cfg, seed)
+    per_class = data_cfg.get("train_per_class")
+    if data_cfg.source == "real" and per_class is not None:
+        train = class_balanced_subset(train, int(per_class))
+    return train, test
+
+
+def _datasets(task_cfg, data_cfg, seed: int) -> tuple[Dataset, Dataset]:
     if data_cfg.source == "synthetic":
         s = data_cfg.synthetic
         return (SyntheticImages(s.train_size, s.num_classes, s.image_size, seed=seed, noise=s.noise),
