@@ -11,9 +11,7 @@ and token counts; a different copy (a subset, another preprocessing) is reported
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import os
 import shutil
 import sys
 import tarfile
@@ -21,9 +19,9 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from scripts.corpus_cli import corpus_main
 from tasks.language_model.data import PTB_FILES, load_ptb  # noqa: E402
 
-DATA_DIR = Path(os.environ.get("ADAHESSIAN_DATA", "data"))
 URL = "http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz"
 # The standard files: md5 and tokens with one <eos> per line (train 929,589 / valid 73,760 / test 82,430).
 MD5 = {"train": "f26c4b92c5fdc7b3f8c7cdcb991d8420", "valid": "aa0affc06ff7c36e977d7cd49e3839bf",
@@ -76,22 +74,8 @@ def download(root: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--root", type=Path, default=DATA_DIR / "ptb",
-                   help="target directory (default: $ADAHESSIAN_DATA/ptb or data/ptb)")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--from", dest="src", type=Path, help="copy the three files from this directory")
-    src.add_argument("--check", action="store_true", help="only check the files in --root")
-    a = p.parse_args(argv)
-    if a.src is not None:
-        if a.src.resolve() != a.root.resolve():
-            copy_from(a.src, a.root)
-    elif not a.check:
-        download(a.root)
-    print(f"{a.root}:")
-    check(a.root)
-    print(f"train with: python run.py task=ptb_transformer optim=adahessian data.root={a.root}")
-    return 0
+    return corpus_main(argv, doc=__doc__, folder="ptb", task="ptb_transformer", download=download,
+                       copy_from=copy_from, check=check)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,6 @@ Reading the training split takes a minute or two.
 
 from __future__ import annotations
 
-import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -23,10 +21,10 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from scripts.corpus_cli import corpus_main
 from tasks.language_model.data import EOS
 from tasks.language_model.wikitext import WIKITEXT103_FILES, load_wikitext103
 
-DATA_DIR = Path(os.environ.get("ADAHESSIAN_DATA", "data"))
 # The release's current home (Merity's site); the original S3 address is tried second.
 URLS = ("https://wikitext.smerity.com/wikitext-103-v1.zip",
         "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-103-v1.zip")
@@ -87,22 +85,8 @@ def download(root: Path, urls: tuple[str, ...] = URLS) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--root", type=Path, default=DATA_DIR / "wikitext-103",
-                   help="target directory (default: $ADAHESSIAN_DATA/wikitext-103 or data/wikitext-103)")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--from", dest="src", type=Path, help="copy the three files from this directory")
-    src.add_argument("--check", action="store_true", help="only check the files in --root")
-    a = p.parse_args(argv)
-    if a.src is not None:
-        if a.src.resolve() != a.root.resolve():
-            copy_from(a.src, a.root)
-    elif not a.check:
-        download(a.root)
-    print(f"{a.root}:")
-    check(a.root)
-    print(f"train with: python run.py task=wikitext103_transformer optim=adahessian data.root={a.root}")
-    return 0
+    return corpus_main(argv, doc=__doc__, folder="wikitext-103", task="wikitext103_transformer", download=download,
+                       copy_from=copy_from, check=check)
 
 
 if __name__ == "__main__":

@@ -85,3 +85,21 @@ def one_intra_op_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def interrupt_at_step(monkeypatch, n: int):
+    """Make ``engine.trainer.train_step`` raise KeyboardInterrupt (a Ctrl-C) on its ``n``-th call from now on.
+    Returns the real function, to put back with ``monkeypatch.setattr(engine.trainer, "train_step", real)``."""
+    import engine.trainer
+
+    real_step, calls = engine.trainer.train_step, {"n": 0}
+
+    def interrupting_step(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return real_step(*a, **k)
+
+    monkeypatch.setattr(engine.trainer, "train_step", interrupting_step)
+    return real_step
+

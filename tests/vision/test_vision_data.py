@@ -78,7 +78,7 @@ def _weights_and_history(out_dir):
 def test_resume_with_data_loader_workers_is_bit_exact(tmp_path, smoke_overrides, monkeypatch):
     # Real JPEGs through two worker processes: random crops and flips are drawn in the workers, so a resumed
     # process must seed them for epoch e exactly as an uninterrupted one does (issue 13, item 1).
-    from helpers import compose_cfg
+    from helpers import compose_cfg, interrupt_at_step
 
     import engine.trainer
     from engine.launch import launch
@@ -91,15 +91,7 @@ def test_resume_with_data_loader_workers_is_bit_exact(tmp_path, smoke_overrides,
     assert launch(compose_cfg([*over, f"paths.results_dir={full_dir}", f"paths.work_dir={full_dir}/ck"])) \
         == "completed"
 
-    real_step, calls = engine.trainer.train_step, {"n": 0}
-
-    def interrupting_step(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 4:  # second step of epoch 2, after epoch 1's checkpoint
-            raise KeyboardInterrupt
-        return real_step(*a, **k)
-
-    monkeypatch.setattr(engine.trainer, "train_step", interrupting_step)
+    real_step = interrupt_at_step(monkeypatch, 4)  # second step of epoch 2, after epoch 1's checkpoint
     cut = [*over, f"paths.results_dir={cut_dir}", f"paths.work_dir={cut_dir}/ck"]
     with pytest.raises(KeyboardInterrupt):
         launch(compose_cfg(cut))

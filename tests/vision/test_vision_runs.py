@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from helpers import compose_cfg, read_finished_wandb_file
+from helpers import compose_cfg, interrupt_at_step, read_finished_wandb_file
 from vision_files import CLASSES, write_cifar_python, write_image_folder
 
 import engine.trainer
@@ -70,15 +70,7 @@ def test_interrupt_then_resume_equals_uninterrupted(tmp_path, smoke_overrides, m
     full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
     launch(compose_cfg([*over, f"paths.results_dir={full_dir}", f"paths.work_dir={full_dir}/ck"]))
 
-    real_step, calls = engine.trainer.train_step, {"n": 0}
-
-    def interrupting_step(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 4:  # second step of epoch 2, after epoch 1's checkpoint
-            raise KeyboardInterrupt
-        return real_step(*a, **k)
-
-    monkeypatch.setattr(engine.trainer, "train_step", interrupting_step)
+    real_step = interrupt_at_step(monkeypatch, 4)  # second step of epoch 2, after epoch 1's checkpoint
     cut = [*over, f"paths.results_dir={cut_dir}", f"paths.work_dir={cut_dir}/ck"]
     with pytest.raises(KeyboardInterrupt):
         launch(compose_cfg(cut))
