@@ -7,7 +7,7 @@ PYTHON ?= python
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-install: ## install the suite and its test/benchmark extras into the current Python (fairseq builds ~4 min)
+install: ## install the suite and its test/benchmark extras into the current Python (5-10 min on a fresh machine)
 	$(PYTHON) -m pip install -e ".[dev,bench]"
 
 test: ## run the test suite (CPU, no data, no network)
