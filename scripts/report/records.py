@@ -202,17 +202,19 @@ def load_history(results_dir: str | Path, runs: pd.DataFrame | None = None) -> p
     rows = []
     keep = ["run_id", "task", "optim", "seed", "scale", "data_source", "status", "metric_name",
             *hparam_columns(runs)]
-    for run in runs.itertuples(index=False):
-        rec = records.get(run.path)
+    # Rows as dicts, not itertuples: hyperparameter columns may be dotted (per_set.embeddings.lr), which namedtuples
+    # cannot carry as attributes.
+    for run in runs.to_dict("records"):
+        rec = records.get(run["path"])
         if rec is None:
             continue
-        meta = {k: getattr(run, k) for k in keep}
+        meta = {k: run[k] for k in keep}
         for i, h in enumerate(rec.get("history") or []):
             row = dict(meta)
             row["eval_index"] = i
             row.update(h)
-            if run.metric_name and run.metric_name in h:
-                row["metric"] = _num(h[run.metric_name])
+            if run["metric_name"] and run["metric_name"] in h:
+                row["metric"] = _num(h[run["metric_name"]])
             rows.append(row)
     return pd.DataFrame(rows)
 
