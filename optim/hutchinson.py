@@ -51,23 +51,25 @@ def rademacher_like(tensors: Sequence[Tensor], generator: GeneratorSource = None
     The draw is one flat draw per device (not one kernel per tensor), split into views; ``generator`` is a
     ``torch.Generator``, or a callable mapping a device to the generator to use there.
     """
-    out: list[Tensor | None] = [None] * len(tensors)
-    by_device: dict[torch.device, list[int]] = {}
-    for i, t in enumerate(tensors):
-        by_device.setdefault(t.device, []).append(i)
-    for device, idx in by_device.items():
-        dtypes = {tensors[i].dtype for i in idx}
-        draw_dtype = dtypes.pop() if len(dtypes) == 1 else torch.float32
-        sizes = [tensors[i].numel() for i in idx]
-        flat = _random_signs(sum(sizes), _generator_for(generator, device), device, draw_dtype)
-        for i, chunk in zip(idx, flat.split(sizes)):
-            out[i] = chunk.view(tensors[i].shape).to(tensors[i].dtype)
-    return out  # type: ignore[return-value]
+    return _per_device_draw(tensors, generator, _random_signs, promote_half=False)
 
 
 def gaussian_like(tensors: Sequence[Tensor], generator: GeneratorSource = None) -> list[Tensor]:
     """One standard normal tensor shaped like each of ``tensors`` (one flat draw per device, as
     :func:`rademacher_like`; drawn in float32 for half-precision tensors, then cast)."""
+    return _per_device_draw(tensors, generator, _normal, promote_half=True)
+
+
+def _normal(n: int, generator: torch.Generator | None, device: torch.device, dtype: torch.dtype) -> Tensor:
+    return torch.randn(n, generator=generator, device=device, dtype=dtype)
+
+
+def _per_device_draw(tensors: Sequence[Tensor], generator: GeneratorSource,
+                     draw: Callable[[int, torch.Generator | None, torch.device, torch.dtype], Tensor],
+                     *, promote_half: bool) -> list[Tensor]:
+    """One flat ``draw`` per device over all of that device's tensors, split into views shaped like them (one kernel
+    per device, not per tensor). Drawn in the tensors' common dtype (float32 when they differ, or when they are half
+    and ``promote_half``), then cast to each tensor's dtype."""
     out: list[Tensor | None] = [None] * len(tensors)
     by_device: dict[torch.device, list[int]] = {}
     for i, t in enumerate(tensors):
@@ -75,9 +77,10 @@ def gaussian_like(tensors: Sequence[Tensor], generator: GeneratorSource = None) 
     for device, idx in by_device.items():
         dtypes = {tensors[i].dtype for i in idx}
         draw_dtype = dtypes.pop() if len(dtypes) == 1 else torch.float32
-        draw_dtype = _acc_dtype(draw_dtype)
+        if promote_half:
+            draw_dtype = _acc_dtype(draw_dtype)
         sizes = [tensors[i].numel() for i in idx]
-        flat = torch.randn(sum(sizes), generator=_generator_for(generator, device), device=device, dtype=draw_dtype)
+        flat = draw(sum(sizes), _generator_for(generator, device), device, draw_dtype)
         for i, chunk in zip(idx, flat.split(sizes)):
             out[i] = chunk.view(tensors[i].shape).to(tensors[i].dtype)
     return out  # type: ignore[return-value]
