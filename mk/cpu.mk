@@ -15,6 +15,8 @@
 #   CPU_SPEED_TASK   Table 8's task                                                  default cifar10_resnet20
 #   CPU_VISION_TASKS Table 2's tasks (cifar10_resnet32 has a cpu scale too, ~1.6x the time)  default cifar10_resnet20
 #   CPU_EXTRA        more run.py overrides for every run
+#   CPU_LAUNCHER     basic (one run at a time) or joblib (N_JOBS runs side by side, default 2; each then takes
+#                    one thread, by trainer.num_threads=auto)                                      default basic
 #   CPU_WORK         checkpoints (resume points; fairseq's for IWSLT14)                default checkpoints/cpu
 #   CPU_THREADS      torch/OpenMP threads per run (OMP_NUM_THREADS); 1 on a machine other jobs share, where
 #                    OpenMP threads spinning against them made DLRM steps ~30x slower (measured)  default: torch's
@@ -32,6 +34,7 @@ CPU_DATA ?=
 CPU_EXTRA ?=
 CPU_THREADS ?=
 CPU_WORK ?= checkpoints/cpu
+CPU_LAUNCHER ?= basic
 CPU_VISION_TASKS ?= cifar10_resnet20
 
 # Operational settings only (paths, logger): a record at cpu scale stays exactly its profile's recipe.
@@ -47,7 +50,7 @@ _CPU_SOURCE = real
 _CPU_SPEED = --steps 10 --warmup 2 --repeats 2 --memory-steps 2
 _CPU_SMALL =
 endif
-_CPU_OPTS = --scale cpu --data-source $(_CPU_SOURCE) --launcher basic --results-dir $(CPU_RESULTS)
+_CPU_OPTS = --scale cpu --data-source $(_CPU_SOURCE) --launcher $(CPU_LAUNCHER) --results-dir $(CPU_RESULTS)
 
 .PHONY: cpu-results cpu-estimate gpu-repro
 
@@ -55,7 +58,7 @@ cpu-results: ## every table/figure at cpu scale on real data (~2 h on 2 cores) i
 	@$(if $(CPU_THREADS),export OMP_NUM_THREADS=$(CPU_THREADS);) mkdir -p $(CPU_RESULTS); rc=0; log=$(CPU_RESULTS)/RUN.md; \
 	echo "# make cpu-results" > $$log; \
 	echo "started $$(date -u +%FT%TZ) at commit $$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$$(git diff --quiet 2>/dev/null || echo ' (uncommitted changes)')" >> $$log; \
-	echo "command: make cpu-results$(if $(CPU_RESULTS_DRY), CPU_RESULTS_DRY=$(CPU_RESULTS_DRY)) CPU_RESULTS=$(CPU_RESULTS)$(if $(CPU_DATA), CPU_DATA=$(CPU_DATA))$(if $(CPU_EXTRA), CPU_EXTRA='$(CPU_EXTRA)')$(if $(CPU_THREADS), CPU_THREADS=$(CPU_THREADS))" >> $$log; \
+	echo "command: make cpu-results$(if $(CPU_RESULTS_DRY), CPU_RESULTS_DRY=$(CPU_RESULTS_DRY)) CPU_RESULTS=$(CPU_RESULTS)$(if $(CPU_DATA), CPU_DATA=$(CPU_DATA))$(if $(CPU_EXTRA), CPU_EXTRA='$(CPU_EXTRA)')$(if $(CPU_THREADS), CPU_THREADS=$(CPU_THREADS))$(if $(filter-out basic,$(CPU_LAUNCHER)), CPU_LAUNCHER=$(CPU_LAUNCHER) N_JOBS=$${N_JOBS:-2})" >> $$log; \
 	run() { echo "+ $$*"; t0=$$(date +%s); "$$@"; s=$$?; \
 	  echo "- $$(date -u +%FT%TZ) exit $$s after $$(( $$(date +%s) - t0 )) s: \`$$*\`" >> $$log; \
 	  [ $$s -eq 0 ] || { rc=1; echo "cpu-results: step failed (going on): $$*" >&2; }; }; \
