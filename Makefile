@@ -25,7 +25,7 @@ sync: ## upload offline W&B runs (results/wandb) once you are online and logged 
 bench: ## optimizer step-time/memory benchmark vs SGD, Adam and other AdaHessian packages (scripts/bench_optim.py)
 	$(PYTHON) scripts/bench_optim.py --model all
 
-profile: ## where a Hessian step's time goes: phases and operator families, torch vs fused batch norm (CPU)
+profile: ## where a Hessian step's time goes: phases and operator families, torch vs fast batch norm and conv (CPU)
 	$(PYTHON) -m scripts.profile_hessian --task all
 
 gpu-checks: ## on a CUDA machine: CUDA tests, GPU benchmark, every task on the GPU, IWSLT14 paper config (results/gpu/)

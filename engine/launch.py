@@ -32,7 +32,7 @@ log = logging.getLogger("run")
 # Config fields that do not change the experiment's outcome: excluded from its key.
 _NOT_IN_KEY = ("paths", "logger", "resume", "skip_completed", "hydra", "sources")
 _TRAINER_NOT_IN_KEY = ("progress", "device", "num_workers", "num_threads", "checkpoint", "log_every",
-                       "fast_batchnorm")
+                       "fast_batchnorm", "fast_conv")
 # Keys of the optimizer config that are not hyperparameters (every other scalar key is one).
 _NOT_HPARAMS = ("_target_", "_partial_", "name")
 # A run in one of these states may be continued by resume (a stale "running" one only when its owner is gone).

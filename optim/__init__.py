@@ -9,6 +9,7 @@ from .amp import update_scaler
 from .attention import hessian_safe_attention
 from .batchnorm import fast_batchnorm
 from .combined import CombinedOptimizer
+from .conv import fast_conv
 from .distributed import allreduce_grads_, allreduce_mean_
 from .hutchinson import MissingGraphError
 from .registry import (
@@ -37,6 +38,7 @@ __all__ = [
     "allreduce_mean_",
     "build_optimizer",
     "fast_batchnorm",
+    "fast_conv",
     "hessian_safe_attention",
     "is_second_order",
     "needs_hessian",

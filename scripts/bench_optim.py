@@ -18,8 +18,10 @@ Both count what the allocator hands out, not what it caches or fragments, so the
     python scripts/bench_optim.py --model all --steps 20
 
 ``adahessian_fastbn`` is AdaHessian on the same model with ``optim.fast_batchnorm``'s batch norms (a fused
-closed-form double backward; models without batch norm skip it). It is measured against the peers like
-``adahessian``; the issue's target for it: its Hessian step <= 0.85x the fastest peer's.
+closed-form double backward), ``adahessian_fast`` with those and ``optim.fast_conv``'s convolutions (a double
+backward on torch's convolution kernels): the model a CPU Hessian run of the suite trains. Models without batch
+norm or convolutions skip both. They are measured against the peers like ``adahessian``; the issue's target: the
+Hessian step <= 0.85x the fastest peer's.
 """
 
 from __future__ import annotations
@@ -38,13 +40,19 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from optim import AdaHessian, fast_batchnorm, hessian_safe_attention  # noqa: E402
+from optim import AdaHessian, fast_batchnorm, fast_conv, hessian_safe_attention  # noqa: E402
 from scripts._bench_models import make  # noqa: E402
 from scripts.memory_peak import cpu_peak_mb  # noqa: E402
 
 DEFAULT_BATCH = {"resnet20": 64, "transformer": 16}
-VARIANTS = ["sgd", "adam", "adahessian", "adahessian_fastbn", "adahessian_every2", "adahessian_every3",
-            "adahessian_every4", "adahessian_every5", "adahessian_quarter", "torch_optimizer", "pytorch_optimizer"]
+# AdaHessian on a model with these layers swapped (same math, faster double backward).
+FAST_LAYERS = {"adahessian_fastbn": (fast_batchnorm,), "adahessian_fast": (fast_batchnorm, fast_conv)}
+# The key of each one's same-round ratio to a peer, and its label in the tables.
+FAST_RATIO = {"adahessian_fastbn": ("fastbn_over_peer", "fast-BN AdaHessian"),
+              "adahessian_fast": ("fast_over_peer", "fast-BN+conv AdaHessian")}
+VARIANTS = ["sgd", "adam", "adahessian", "adahessian_fastbn", "adahessian_fast", "adahessian_every2",
+            "adahessian_every3", "adahessian_every4", "adahessian_every5", "adahessian_quarter", "torch_optimizer",
+            "pytorch_optimizer"]
 PEERS = ("torch_optimizer", "pytorch_optimizer")
 
 
@@ -54,8 +62,8 @@ class Runner:
     def __init__(self, variant: str, model_name: str, batch: int, device: torch.device) -> None:
         self.name = variant
         self.model, self.loss_fn = make(model_name, batch, device)
-        if variant == "adahessian_fastbn":
-            fast_batchnorm(self.model)
+        for swap in FAST_LAYERS.get(variant, ()):
+            swap(self.model)
         self.batch = batch
         self.period = int(variant.rsplit("every", 1)[1]) if "every" in variant else 1
         # All variants run attention through the math backend (fused kernels have no double backward).
@@ -165,9 +173,9 @@ def time_variants(model_name: str, variants: list[str], batch: int, device: torc
                 # Direct comparison with a peer: the two blocks of the same round, a few seconds apart at most,
                 # so a slow phase of the machine hits both (the ratios to SGD each carry their own SGD's noise).
                 out[p]["ours_over_peer"] = statistics.median(a / b for a, b in zip(times["adahessian"], times[p]))
-                if "adahessian_fastbn" in times:
-                    out[p]["fastbn_over_peer"] = statistics.median(
-                        a / b for a, b in zip(times["adahessian_fastbn"], times[p]))
+                for fast, (key, _) in FAST_RATIO.items():
+                    if fast in times:
+                        out[p][key] = statistics.median(a / b for a, b in zip(times[fast], times[p]))
     for n, k in kinds.items():
         # AdaHessian's steps split by kind (each step's time over the paired SGD step): where the every-N
         # cost goes, with less noise than the block ratio (the targets still use the block ratio).
@@ -227,11 +235,12 @@ def check_targets(res: dict[str, dict[str, float]]) -> list[tuple[str, str, bool
                      f"{res['adahessian']['median_ms']:.1f} ms vs {fastest} {peers[fastest]['median_ms']:.1f} ms: "
                      f"{paired:.3f} (median of same-round ratios); x SGD {r1:.2f} vs "
                      f"{peers[fastest]['ratio_to_sgd']:.2f}", paired <= 1.03))
-        if "adahessian_fastbn" in res and "fastbn_over_peer" in peers[fastest]:
-            fb = peers[fastest]["fastbn_over_peer"]
-            rows.append(("fast batch norm every step <= 0.85 x fastest peer",
-                         f"{res['adahessian_fastbn']['median_ms']:.1f} ms vs {fastest} "
-                         f"{peers[fastest]['median_ms']:.1f} ms: {fb:.3f} (median of same-round ratios)", fb <= 0.85))
+        for fast, (key, label) in FAST_RATIO.items():
+            if fast in res and key in peers[fastest]:
+                fb = peers[fastest][key]
+                rows.append((f"{label} every step <= 0.85 x fastest peer",
+                             f"{res[fast]['median_ms']:.1f} ms vs {fastest} {peers[fastest]['median_ms']:.1f} ms: "
+                             f"{fb:.3f} (median of same-round ratios)", fb <= 0.85))
     for n in range(2, 6):
         key = f"adahessian_every{n}"
         if key in res:
@@ -287,8 +296,8 @@ def main() -> None:
                f"{torch.get_num_threads()} intra-op threads; {os.cpu_count()} CPUs visible",
                "- time: median over rounds of the per-step time; x SGD: median over rounds of time / the time of "
                "an SGD step taken just before the block; AdaHessian / this: median over rounds of AdaHessian's "
-               "every-step time / this peer's time in the same round (fast-BN AdaHessian / this: the same for "
-               "adahessian_fastbn)",
+               "every-step time / this peer's time in the same round (fast-BN [+conv] AdaHessian / this: the same for "
+               "adahessian_fastbn [adahessian_fast])",
                "- memory: peak tensor memory above the allocation before the steps, one block of steps + 1 of a "
                "fresh model and optimizer, median of " f"{args.memory_repeats}: "
                + ("torch.cuda.max_memory_allocated" if device.type == "cuda" else
@@ -296,16 +305,16 @@ def main() -> None:
     for model_name in models:
         batch = args.batch or DEFAULT_BATCH[model_name]
         print(f"{model_name}: batch {batch}, {args.steps} rounds on {device}", file=sys.stderr)
-        # The LM has no batch norm: its fast-batch-norm variant would be adahessian again.
-        model_variants = [v for v in variants if not (v == "adahessian_fastbn" and model_name == "transformer")]
+        # The LM has no batch norm or convolution: its fast variants would be adahessian again.
+        model_variants = [v for v in variants if not (v in FAST_LAYERS and model_name == "transformer")]
         res = time_variants(model_name, model_variants, batch, device, args.steps, args.warmup)
         if not args.no_memory:
             for v, mb in measure_memory(model_name, model_variants, batch, device, args.memory_repeats).items():
                 res[v]["peak_mb"] = mb
         summary += [f"## {model_name} (batch {batch})", "",
                     "| optimizer | ms / step | x SGD | Hessian step x SGD | plain step x SGD | AdaHessian / this | "
-                    "fast-BN AdaHessian / this | peak memory (MB) |",
-                    "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                    "fast-BN AdaHessian / this | fast-BN+conv AdaHessian / this | peak memory (MB) |",
+                    "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
         def fmt(x: float | None) -> str:
             return "-" if x is None or x != x else f"{x:.2f}"
@@ -315,7 +324,8 @@ def main() -> None:
             mem = f"{r['peak_mb']:.1f}" if "peak_mb" in r else "-"
             summary.append(f"| {v} | {r['median_ms']:.1f} | {r['ratio_to_sgd']:.2f} | "
                            f"{fmt(r.get('hessian_step_ratio'))} | {fmt(r.get('plain_step_ratio'))} | "
-                           f"{fmt(r.get('ours_over_peer'))} | {fmt(r.get('fastbn_over_peer'))} | {mem} |")
+                           f"{fmt(r.get('ours_over_peer'))} | {fmt(r.get('fastbn_over_peer'))} | "
+                           f"{fmt(r.get('fast_over_peer'))} | {mem} |")
             rows.append({"model": model_name, "batch": batch, "device": device.type, "optimizer": v,
                          "median_ms": round(r["median_ms"], 3), "ratio_to_sgd": round(r["ratio_to_sgd"], 4),
                          "hessian_step_ratio": round(r["hessian_step_ratio"], 4) if "hessian_step_ratio" in r else "",
@@ -324,6 +334,7 @@ def main() -> None:
                                               and "plain_step_ratio" in r else ""),
                          "ours_over_this": round(r["ours_over_peer"], 4) if "ours_over_peer" in r else "",
                          "fastbn_over_this": round(r["fastbn_over_peer"], 4) if "fastbn_over_peer" in r else "",
+                         "fast_over_this": round(r["fast_over_peer"], 4) if "fast_over_peer" in r else "",
                          "peak_mb": round(r["peak_mb"], 2) if "peak_mb" in r else ""})
         summary += ["", "| target | measured | met |", "|---|---|---|"]
         summary += [f"| {t} | {m} | {'yes' if ok else 'NO'} |" for t, m, ok in check_targets(res)]

@@ -9,8 +9,10 @@ random, of the task's shape), two kinds of training step:
   Hessian-vector product (the one ``torch.autograd.grad`` call of ``optim.hutchinson.hvp``, timed inside
   ``optimizer.step()``) and the rest of ``step()`` (Rademacher draw, |Hz|, spatial averaging, moments, update).
 
-With ``--batchnorm both`` (the default for models with batch norm) each step also runs on a copy of the model whose
-batch norms are ``optim.fast_batchnorm``'s. Every variant keeps its own model copy; variants run round-robin
+``--layers`` chooses the models each step runs on: ``torch`` (torch's modules), ``fast-bn`` (the batch norms swapped
+by ``optim.fast_batchnorm``) and ``fast-bn+conv`` (and the convolutions by ``optim.fast_conv``, as a CPU Hessian run
+of the suite has them); all three by default, ``torch`` only for a model with neither (the others would be the same
+model). Every variant keeps its own model copy; variants run round-robin
 (starting variant rotated every round) and the medians over rounds are reported, so a slow phase of a shared
 machine hits all of them alike.
 
@@ -50,12 +52,14 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 
 import optim.hutchinson as hutchinson
-from optim import AdaHessian, fast_batchnorm, hessian_safe_attention
+from optim import AdaHessian, fast_batchnorm, fast_conv, hessian_safe_attention
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("cifar10_resnet20", "cifar10_resnet32", "ptb_transformer")
 DEFAULT_BATCH = {"cifar10_resnet20": 64, "cifar10_resnet32": 64}  # the benchmark's; others: the task's own
 FAMILIES = ("convolution", "batch norm", "element-wise", "matmul", "attention", "other")
+# Model variants: the swaps applied to a copy of the task's model.
+LAYERS = {"torch": (), "fast-bn": (fast_batchnorm,), "fast-bn+conv": (fast_batchnorm, fast_conv)}
 PHASES = {"plain": ("forward", "backward", "update"),
           "hessian": ("forward", "backward (create_graph)", "Hessian-vector product", "update")}
 # A tiny model for tests and quick looks (--tiny): same code, smaller sizes.
@@ -92,8 +96,8 @@ def build(task: str, batch: int, device: torch.device, tiny: bool = False, seed:
     raise ValueError(f"task {task!r} is not profiled here; choose one of {', '.join(TASKS)}")
 
 
-def has_batchnorm(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+def has_swappable(model: nn.Module) -> bool:
+    return any(isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.modules.conv._ConvNd)) for m in model.modules())
 
 
 # ------------------------------------------------------------------ timed steps
@@ -124,12 +128,14 @@ class _TimedHvp:
 
 
 class Variant:
-    """One model copy with its optimizer: a plain (SGD) or Hessian (AdaHessian) step, torch's or fused batch norm."""
+    """One model copy with its optimizer: a plain (SGD) or Hessian (AdaHessian) step on one of ``LAYERS``."""
 
-    def __init__(self, kind: str, batchnorm: str, model: nn.Module, loss_fn, device: torch.device,
+    def __init__(self, kind: str, layers: str, model: nn.Module, loss_fn, device: torch.device,
                  attention: bool) -> None:
-        self.kind, self.batchnorm, self.device = kind, batchnorm, device
-        self.model = fast_batchnorm(copy.deepcopy(model)) if batchnorm == "fused" else copy.deepcopy(model)
+        self.kind, self.layers, self.device = kind, layers, device
+        self.model = copy.deepcopy(model)
+        for swap in LAYERS[layers]:
+            swap(self.model)
         self.loss_fn = loss_fn
         self.attention = attention
         params = list(self.model.parameters())
@@ -139,7 +145,7 @@ class Variant:
 
     @property
     def name(self) -> str:
-        return f"{self.kind} / {self.batchnorm} batch norm"
+        return f"{self.kind} / {self.layers}"
 
     def sync(self) -> None:
         if self.device.type == "cuda":
@@ -287,15 +293,14 @@ def family_shares(variant: Variant, steps: int) -> dict[str, dict[str, float]]:
 
 
 # ------------------------------------------------------------------ main
-def run(task: str, batch: int, device: torch.device, batchnorm: str, rounds: int, warmup: int, profile_steps: int,
-        tiny: bool = False) -> tuple[dict, dict]:
+def run(task: str, batch: int, device: torch.device, layers: list[str], rounds: int, warmup: int,
+        profile_steps: int, tiny: bool = False) -> tuple[dict, dict]:
     model, loss_fn = build(task, batch, device, tiny=tiny)
-    bns = ["torch", "fused"] if batchnorm == "both" else [batchnorm]
-    if not has_batchnorm(model):
-        bns = ["torch"]  # nothing to swap: the fused variant would be the same model
+    if not has_swappable(model):
+        layers = ["torch"]  # nothing to swap: every variant would be the same model
     attention = task == "ptb_transformer"
-    variants = [Variant(k, b, model, loss_fn, device, attention) for b in bns for k in ("plain", "hessian")]
-    print(f"{task}: batch {batch}, {rounds} rounds on {device}, batch norm: {', '.join(bns)}", file=sys.stderr)
+    variants = [Variant(k, b, model, loss_fn, device, attention) for b in layers for k in ("plain", "hessian")]
+    print(f"{task}: batch {batch}, {rounds} rounds on {device}, layers: {', '.join(layers)}", file=sys.stderr)
     timings = time_variants(variants, rounds, warmup)
     families = {v.name: family_shares(v, profile_steps) for v in variants if v.kind == "hessian"}
     return timings, families
@@ -309,10 +314,10 @@ def write(out: Path, header: list[str], results: list[tuple[str, int, dict, dict
                "|---|---:|---:|---:|---:|---:|---:|"]
         plain = {n.split(" / ")[1]: t["step"] for n, t in timings.items() if n.startswith("plain")}
         for name, t in timings.items():
-            kind, bn = name.split(" / ")
+            kind, layers = name.split(" / ")
             phases = PHASES[kind]
             cells = [f"{p} {t[p]:.1f}" for p in phases] + [""] * (4 - len(phases))
-            md.append(f"| {name} | " + " | ".join(cells) + f" | {t['step']:.1f} | {t['step'] / plain[bn]:.2f} |")
+            md.append(f"| {name} | " + " | ".join(cells) + f" | {t['step']:.1f} | {t['step'] / plain[layers]:.2f} |")
             for p in (*phases, "step"):
                 rows.append({"task": task, "batch": batch, "device": device.type, "threads": torch.get_num_threads(),
                              "variant": name, "kind": "phase_ms", "item": p, "value": round(t[p], 3)})
@@ -342,8 +347,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--task", choices=[*TASKS, "all"], default="all",
                     help="all: cifar10_resnet20 and ptb_transformer")
     ap.add_argument("--batch", type=int, default=None, help="default: 64 for the CIFAR ResNets, the task's own else")
-    ap.add_argument("--batchnorm", choices=["torch", "fused", "both"], default="both",
-                    help="batch-norm implementation(s) profiled (models without batch norm: torch only)")
+    ap.add_argument("--layers", default=",".join(LAYERS),
+                    help=f"comma-separated model variants among {', '.join(LAYERS)} (default: all; a model "
+                         "without batch norm or convolution: torch only)")
     ap.add_argument("--rounds", type=int, default=5, help="timed rounds (median)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     ap.add_argument("--profile-steps", type=int, default=2, help="Hessian steps under torch.profiler per variant")
@@ -359,6 +365,10 @@ def main(argv: list[str] | None = None) -> None:
             ap.error(f"--{name.replace('_', '-')}={value} is not allowed; it must be >= 1")
     if args.warmup < 0:
         ap.error(f"--warmup={args.warmup} is not allowed; it must be >= 0")
+    layers = [x for x in args.layers.replace(" ", "").split(",") if x]
+    bad = [x for x in layers if x not in LAYERS]
+    if bad or not layers:
+        ap.error(f"--layers={args.layers} is not allowed; choose a comma-separated list of {', '.join(LAYERS)}")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         ap.error(f"--device={args.device} is not available here (torch sees no CUDA device); use --device cpu")
@@ -380,7 +390,7 @@ def main(argv: list[str] | None = None) -> None:
     for task in tasks:
         batch = args.batch or DEFAULT_BATCH.get(task) or int(OmegaConf.load(
             ROOT / "conf" / "task" / f"{task}.yaml").task.batch_size)
-        timings, families = run(task, batch, device, args.batchnorm, args.rounds, args.warmup, args.profile_steps,
+        timings, families = run(task, batch, device, layers, args.rounds, args.warmup, args.profile_steps,
                                 tiny=args.tiny)
         results.append((task, batch, timings, families))
     out = Path(args.out) if args.out else ROOT / "results" / "tables" / f"profile_hessian_{device.type}"

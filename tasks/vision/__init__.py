@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from engine.task_api import MetricSpec, TorchTask
 from engine.trainer import fit, resolve_device
-from optim import fast_batchnorm
+from optim import fast_batchnorm, fast_conv
 
 from . import data
 from .data import build_datasets
@@ -41,16 +41,17 @@ def optimizer_uses_hessians(cfg) -> bool:
     return callable(getattr(opt, "needs_hessian", None))
 
 
-FAST_BATCHNORM = (True, False, "auto")
+FAST_SWITCH = (True, False, "auto")
 
 
-def use_fast_batchnorm(cfg) -> bool:
-    """``trainer.fast_batchnorm``: true, false, or auto = on where it was measured faster, the CPU
-    (results/bench/2026-12-01-cpu). On CUDA torch's module runs cuDNN and this one torch's native kernels, and no
-    GPU measurement exists yet, so auto leaves it off there. Only for optimizers that take Hessians."""
-    flag = cfg.trainer.get("fast_batchnorm", False)
-    if flag not in FAST_BATCHNORM or not isinstance(flag, bool | str):
-        raise ValueError(f"trainer.fast_batchnorm={flag!r} is not allowed; choose auto, true or false")
+def use_fast_module(cfg, switch: str) -> bool:
+    """``trainer.fast_batchnorm`` / ``trainer.fast_conv``: true, false, or auto = on where it was measured faster,
+    the CPU (results/cpu/2026-12-01-fast-batchnorm, results/cpu/2026-12-02-fast-conv). No GPU measurement exists
+    yet (on CUDA torch's modules run cuDNN), so auto leaves them off there. Only for optimizers that take Hessians:
+    forward and gradients are torch's bit for bit, so a first-order run has nothing to gain."""
+    flag = cfg.trainer.get(switch, False)
+    if flag not in FAST_SWITCH or not isinstance(flag, bool | str):
+        raise ValueError(f"trainer.{switch}={flag!r} is not allowed; choose auto, true or false")
     if flag is False or not optimizer_uses_hessians(cfg):
         return False
     return flag is True or resolve_device(cfg.trainer.device).type == "cpu"
@@ -69,10 +70,14 @@ def build(cfg) -> TorchTask:
     train_set, val_set = build_datasets(cfg.task, cfg.data, cfg.seed)
     tc = cfg.trainer
     model = build_model(cfg.task)
-    if use_fast_batchnorm(cfg):
+    if use_fast_module(cfg, "fast_batchnorm"):
         # Batch norm with a fused closed-form double backward (optim/batchnorm.py): same forward and gradients
         # bit for bit, Hessian-vector products equal to round-off, a faster Hessian step.
         fast_batchnorm(model)
+    if use_fast_module(cfg, "fast_conv"):
+        # Convolutions whose double backward calls torch's tuned kernels (optim/conv.py): the weight term of
+        # autograd's own is a convolution with an activation-sized kernel. Same exactness as above.
+        fast_conv(model)
     loader_args = dict(num_workers=tc.num_workers, pin_memory=torch.cuda.is_available())
     return TorchTask(
         model=model,

@@ -18,9 +18,9 @@ def test_tiny_profile_writes_markdown_and_csv_with_consistent_numbers(tmp_path):
     assert "## cifar10_resnet20 (batch 2)" in md and "## ptb_transformer (batch 2)" in md
     rows = list(csv.DictReader(open(tmp_path / "prof.csv")))
     variants = {(r["task"], r["variant"]) for r in rows}
-    assert variants == {("cifar10_resnet20", f"{k} / {b} batch norm") for k in ("plain", "hessian")
-                        for b in ("torch", "fused")} | {("ptb_transformer", f"{k} / torch batch norm")
-                                                        for k in ("plain", "hessian")}
+    assert variants == {("cifar10_resnet20", f"{k} / {b}") for k in ("plain", "hessian")
+                        for b in ("torch", "fast-bn", "fast-bn+conv")} | {("ptb_transformer", f"{k} / torch")
+                                                                          for k in ("plain", "hessian")}
     for task, variant in variants:
         phases = {r["item"]: float(r["value"]) for r in rows
                   if (r["task"], r["variant"]) == (task, variant) and r["kind"] == "phase_ms"}
@@ -46,6 +46,7 @@ def test_tiny_profile_writes_markdown_and_csv_with_consistent_numbers(tmp_path):
     ("autograd::engine::evaluate_function: _BatchNormBackwardFnBackward", "batch norm"),
     ("aten::mkldnn_convolution", "convolution"),
     ("ConvolutionBackwardBackward0", "convolution"),
+    ("autograd::engine::evaluate_function: _ConvBackwardFnBackward", "convolution"),
     ("aten::_softmax", "attention"),
     ("aten::scaled_dot_product_attention", "attention"),
     ("aten::_log_softmax", None),
@@ -79,3 +80,11 @@ def test_double_backward_kernels_count_for_the_operator_that_created_them():
         elif e.name == "aten::threshold_backward":
             assert fam == "element-wise"
     assert seen > 10
+
+
+@pytest.mark.parametrize("layers", ["torch,fused", "", "fast-conv"])
+def test_unknown_layers_are_refused_naming_the_choices(layers, capsys):
+    with pytest.raises(SystemExit):
+        ph.main(["--task", "cifar10_resnet20", "--layers", layers, "--tiny"])
+    err = capsys.readouterr().err
+    assert f"--layers={layers} is not allowed" in err and "torch, fast-bn, fast-bn+conv" in err
