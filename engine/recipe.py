@@ -23,7 +23,8 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 OPERATIONAL = (
     "paths", "logger", "seed", "resume", "skip_completed", "hydra", "sources",
     "trainer.progress", "trainer.device", "trainer.num_workers", "trainer.num_threads", "trainer.checkpoint",
-    "trainer.log_every", "trainer.fast_batchnorm", "trainer.fast_conv", "data.root", "data.download", "data.source",
+    "trainer.log_every", "trainer.fast_batchnorm", "trainer.fast_conv", "data.root", "data.sacrebleu_ref",
+    "data.download", "data.source",
 )
 
 

@@ -154,3 +154,34 @@ def test_cpu_scale_ptb_run_on_text_files(tmp_path):
     lm = rec["extra"]["language_model"]
     assert rec["scale"] == "cpu" and lm["model"]["d_model"] == 128 and lm["vocab_size"] == 10  # 9 words + <eos>
     assert len(rec["history"]) == 1 and rec["history"][0]["test_ppl"] > 1
+
+
+def test_cpu_scale_iwslt14_run_on_a_binarized_corpus(tmp_path):
+    """The cpu recipe on fairseq's binarized format (written here by fairseq-preprocess's own code): the small
+    transformer trains on the valid split, its curve is measured on test, the last 2 of 4 epochs are averaged and
+    beam-searched BLEU is computed on the test split. fairseq runs in a subprocess, as in tests/translation."""
+    import os
+    import subprocess
+    import sys
+
+    from engine.record import iter_records
+    from tasks.translation.prepare import binarize
+    from tasks.translation.synthetic import SyntheticSpec, write_corpus
+
+    write_corpus(tmp_path / "raw", SyntheticSpec(n_train=16, n_valid=48, n_test=16, seed=3), src="de", tgt="en")
+    binarize(tmp_path / "raw", tmp_path / "iwslt14" / "data-bin", "de", "en")
+    env = {**os.environ, "PYTHONPATH": str(CONF.parent), "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1",
+           "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+    proc = subprocess.run([sys.executable, "run.py", "task=iwslt14", "optim=adamw", "trainer=cpu",
+                           f"paths.data_dir={tmp_path}", f"paths.results_dir={tmp_path / 'results'}",
+                           f"paths.work_dir={tmp_path / 'ck'}", "logger.mode=disabled", "trainer.progress=false"],
+                          cwd=CONF.parent, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (rec,) = list(iter_records(tmp_path / "results"))
+    assert (rec["status"], rec["scale"], rec["data_source"], rec["deviations"]) == ("completed", "cpu", "real", [])
+    argv = rec["extra"]["fairseq_train_argv"]
+    assert argv[argv.index("--train-subset") + 1] == "valid" and argv[argv.index("--valid-subset") + 1] == "test"
+    assert argv[argv.index("--encoder-embed-dim") + 1] == "128" and argv[argv.index("--encoder-layers") + 1] == "2"
+    assert len(rec["extra"]["averaged_checkpoints"]) == 2
+    assert rec["extra"]["bleu"]["n_sentences"] == 16  # every test sentence was translated
+    assert 0.0 <= rec["history"][-1]["bleu"] <= 100.0

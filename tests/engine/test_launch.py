@@ -236,6 +236,11 @@ def test_record_states_its_deviations_from_the_profile_recipe(tmp_path, smoke_ov
      ["trainer.epochs=5", "trainer.limit_train_batches=3"]),
     (["trainer=paper", "optim.betas=[0.8,0.9]", "optim.lr_scale=1"], ["optim.betas=[0.8,0.9]"]),
     (["trainer=smoke", "+optim.extra=1"], ["optim.extra=1"]),
+    # Data elsewhere (CPU_DATA=DIR): the translation task's reference path follows paths.data_dir, and is no change
+    # of the experiment.
+    (["task=iwslt14", "trainer=cpu", "paths.data_dir=/elsewhere"], []),
+    (["task=iwslt14", "trainer=cpu", "data.sacrebleu_ref=/refs/test.en", "task.average_last=1"],
+     ["task.average_last=1"]),
 ])
 def test_deviations_are_the_non_operational_differences(overrides, expected):
     cfg = compose_cfg(["task=cifar10_resnet20", "optim=adahessian", *overrides])
