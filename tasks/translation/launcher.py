@@ -135,6 +135,10 @@ class TrainMonitor:
     def __init__(self, run: Run, plan: TrainPlan):
         self.run = run
         self.plan = plan
+        # The subset fairseq validates on (the first of --valid-subset; the cpu scale's is "test"): its lines are
+        # the curve.
+        subsets = str(((getattr(plan, "task", None) or {}).get("fairseq_args") or {}).get("valid_subset") or "valid")
+        self.valid_subset = subsets.split(",")[0].strip()
         self.rows: list[dict[str, Any]] = list(run.record.data.get("history") or [])
         self.inner_losses: list[float] = []   # train_inner losses since the last validation
         self.last_lr: float | None = None
@@ -147,7 +151,7 @@ class TrainMonitor:
             self.diverged = f"non-finite {name} ({value}) {where}"
 
     def on_line(self, line: str) -> None:
-        parsed = scoring.parse_log_line(line)
+        parsed = scoring.parse_log_line(line, self.valid_subset)
         if parsed is None:
             return
         tag, stats = parsed
@@ -185,6 +189,8 @@ class TrainMonitor:
                 "lr": self.last_lr,
                 "time_s": round(time.time() - self.t0, 1),
             }
+            if self.valid_subset != "valid":
+                row["val_subset"] = self.valid_subset  # the val_* columns are of this split
             self.inner_losses = []
             self.rows.append(row)
             self.run.log_eval(row, step=step)

@@ -30,20 +30,26 @@ def _float(v: Any) -> float | None:
         return None
 
 
-def parse_log_line(line: str) -> tuple[str, dict[str, Any]] | None:
+def parse_log_line(line: str, valid_subset: str = "valid") -> tuple[str, dict[str, Any]] | None:
     """A fairseq ``--log-format json`` line -> (tag, stats) for tags train_inner / train / valid.
 
+    fairseq tags a validation line, and prefixes its keys, with the subset's name (``--valid-subset test``:
+    ``| test | {"test_loss": ...}``): the line of ``valid_subset`` is returned as ``("valid", {"valid_loss": ...})``.
     Also ``("loaded", {"epoch", "updates"})`` for the checkpoint a resumed run starts from.
     """
     m = _LOG.search(line)
     if not m:
         return None
     tag, msg = m.group(2), m.group(3).strip()
-    if tag in ("train_inner", "train", "valid") and msg.startswith("{"):
+    if tag in ("train_inner", "train", valid_subset) and msg.startswith("{"):
         try:
-            return tag, json.loads(msg)
+            stats = json.loads(msg)
         except json.JSONDecodeError:
             return None
+        if tag == valid_subset and tag not in ("train_inner", "train"):
+            prefix = f"{valid_subset}_"
+            return "valid", {("valid_" + k[len(prefix):] if k.startswith(prefix) else k): v for k, v in stats.items()}
+        return tag, stats
     if lm := _LOADED.search(msg):
         return "loaded", {"path": lm.group(1), "epoch": int(lm.group(2)), "updates": int(lm.group(3))}
     return None

@@ -183,5 +183,8 @@ def test_cpu_scale_iwslt14_run_on_a_binarized_corpus(tmp_path):
     assert argv[argv.index("--train-subset") + 1] == "valid" and argv[argv.index("--valid-subset") + 1] == "test"
     assert argv[argv.index("--encoder-embed-dim") + 1] == "128" and argv[argv.index("--encoder-layers") + 1] == "2"
     assert len(rec["extra"]["averaged_checkpoints"]) == 2
+    curve = rec["history"][:-1]  # one row per epoch, measured on the test split; then the averaged model's BLEU
+    assert [(r["epoch"], r["val_subset"]) for r in curve] == [(e, "test") for e in (1, 2, 3, 4)]
+    assert all(r["val_loss"] > 0 for r in curve)
     assert rec["extra"]["bleu"]["n_sentences"] == 16  # every test sentence was translated
     assert 0.0 <= rec["history"][-1]["bleu"] <= 100.0

@@ -38,6 +38,18 @@ def test_monitor_turns_validations_into_rows_and_resume_drops_uncheckpointed_one
     assert [r["step"] for r in run.record.data["history"]] == [4]
 
 
+def test_monitor_reads_the_curve_of_the_configured_validation_subset(run):
+    # The cpu scale validates on test (--valid-subset test): those lines are the curve, marked with their split.
+    plan = SimpleNamespace(interval_updates=None, task={"fairseq_args": {"valid_subset": "test"}})
+    m = TrainMonitor(run, plan)
+    for line in (INNER.format(l="9.9", u=62), VALID.format(e=1, v="9.0", u=62),  # a "valid" line: not the curve
+                 VALID.replace("valid", "test").format(e=1, v="9.901", u=62)):
+        m.on_line(line)
+    (row,) = run.record.data["history"]
+    assert (row["epoch"], row["step"], row["val_loss"], row["val_subset"]) == (1, 62, 9.901, "test")
+    assert row["train_loss"] == 9.9
+
+
 @pytest.mark.parametrize("line", [INNER.format(l="nan", u=3), VALID.format(e=1, v="inf", u=4)])
 def test_monitor_flags_non_finite_losses(run, line):
     m = TrainMonitor(run, SimpleNamespace(interval_updates=None))

@@ -67,6 +67,11 @@ def test_parse_log_line():
                                         "/x/checkpoint_last.pt (epoch 3 @ 120 updates)")
     assert tag == "loaded" and stats["updates"] == 120
     assert scoring.parse_log_line("| INFO | fairseq_cli.train | done training") is None
+    # --valid-subset test (the cpu scale): fairseq tags the line and prefixes its keys with "test".
+    line = '2026-01-01 00:00:00 | INFO | test | {"epoch": 3, "test_loss": "9.418", "test_num_updates": "186"}'
+    assert scoring.parse_log_line(line) is None  # not the subset asked for
+    assert scoring.parse_log_line(line, "test") == ("valid", {"epoch": 3, "valid_loss": "9.418",
+                                                              "valid_num_updates": "186"})
 
 
 def _ckpt(path, value, step):
