@@ -56,7 +56,8 @@ _CPU_OPTS = --scale cpu --data-source $(_CPU_SOURCE) --launcher $(CPU_LAUNCHER) 
 
 cpu-results: ## every table/figure at cpu scale on real data (~2 h on 2 cores) in CPU_RESULTS=results/cpu; resumable
 	@$(if $(CPU_THREADS),export OMP_NUM_THREADS=$(CPU_THREADS);) mkdir -p $(CPU_RESULTS); rc=0; log=$(CPU_RESULTS)/RUN.md; \
-	echo "# make cpu-results" > $$log; \
+	[ -s $$log ] || echo "# make cpu-results (one section per invocation; a resumed one runs only what is missing)" > $$log; \
+	echo "" >> $$log; echo "## invocation" >> $$log; \
 	echo "started $$(date -u +%FT%TZ) at commit $$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$$(git diff --quiet 2>/dev/null || echo ' (uncommitted changes)')" >> $$log; \
 	echo "command: make cpu-results$(if $(CPU_RESULTS_DRY), CPU_RESULTS_DRY=$(CPU_RESULTS_DRY)) CPU_RESULTS=$(CPU_RESULTS)$(if $(CPU_DATA), CPU_DATA=$(CPU_DATA))$(if $(CPU_EXTRA), CPU_EXTRA='$(CPU_EXTRA)')$(if $(CPU_THREADS), CPU_THREADS=$(CPU_THREADS))$(if $(filter-out basic,$(CPU_LAUNCHER)), CPU_LAUNCHER=$(CPU_LAUNCHER) N_JOBS=$${N_JOBS:-2})" >> $$log; \
 	run() { echo "+ $$*"; t0=$$(date +%s); "$$@"; s=$$?; \

@@ -58,3 +58,6 @@ def test_make_cpu_results_dry_runs_every_step_and_resumes(tmp_path):
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     assert len(records(out)) == len(recs)
     assert r.stdout.count("skipping: completed record exists") + r.stderr.count("skipping: completed record") >= 1
+    # The log keeps the first invocation's section and adds the second's.
+    log2 = (out / "RUN.md").read_text()
+    assert log2.startswith(log) and log2.count("## invocation") == 2 and log2.count("finished") == 2
