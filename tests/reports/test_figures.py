@@ -58,3 +58,13 @@ def test_curves_legend_ticks_and_y_floor(captured):
     lines = {ln.get_label(): ln for ln in ax.get_lines()}
     assert matplotlib.colors.to_hex(lines["SGD published (final)"].get_color()) == F.optim_color("sgd")
     assert matplotlib.colors.to_hex(lines["SGD (n=2)"].get_color()) == F.optim_color("sgd")
+
+
+@pytest.mark.parametrize("subset,label", [(None, "val_loss (bleu is evaluated once, at the end)"),
+                                          ("test", "test loss (bleu is evaluated once, at the end)")])
+def test_translation_curve_is_the_loss_labelled_with_its_split(subset, label):
+    # BLEU once at the end: the curve is the validation loss; the cpu scale validates on test and says so.
+    rows = [{"task": "iwslt14", "optim": "adamw", "run_id": "r", "epoch": e, "val_loss": 9.0 - e,
+             "metric_name": "bleu", **({"val_subset": subset} if subset else {})} for e in (1, 2)]
+    rows.append({"task": "iwslt14", "optim": "adamw", "run_id": "r", "metric": 0.0, "metric_name": "bleu"})
+    assert F.curve_column(pd.DataFrame(rows)) == ("val_loss", label)
