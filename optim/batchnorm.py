@@ -37,6 +37,8 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from .swap import swap_modules
+
 __all__ = ["FastBatchNorm1d", "FastBatchNorm2d", "fast_batchnorm"]
 
 _NBB = torch.ops.aten.native_batch_norm_backward
@@ -181,16 +183,4 @@ def fast_batchnorm(model: nn.Module) -> nn.Module:
     the same hooks, so ``state_dict`` keys and values are unchanged. A model that is itself a batch norm is
     returned as a new module (there is no parent to swap it in).
     """
-    if type(model) in _SWAPS:
-        return _swapped(model)
-    for parent in list(model.modules()):
-        for name, child in list(parent._modules.items()):
-            if child is not None and type(child) in _SWAPS:
-                parent._modules[name] = _swapped(child)
-    return model
-
-
-def _swapped(bn: nn.Module) -> nn.Module:
-    new = _SWAPS[type(bn)].__new__(_SWAPS[type(bn)])
-    new.__dict__.update(bn.__dict__)  # the same parameter/buffer dicts and objects, hooks, training flag
-    return new
+    return swap_modules(model, _SWAPS)

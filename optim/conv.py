@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from .swap import swap_modules
+
 __all__ = ["FastConv1d", "FastConv2d", "FastConv3d", "fast_conv"]
 
 _CONV_BACKWARD = torch.ops.aten.convolution_backward
@@ -120,7 +122,7 @@ _SWAPS = {nn.Conv1d: FastConv1d, nn.Conv2d: FastConv2d, nn.Conv3d: FastConv3d}
 
 def _swappable(m: nn.Module) -> bool:
     # Numeric zero padding only: 'same'/'valid' strings and reflect/replicate/circular padding keep torch's module.
-    return type(m) in _SWAPS and m.padding_mode == "zeros" and not isinstance(m.padding, str)
+    return m.padding_mode == "zeros" and not isinstance(m.padding, str)
 
 
 def fast_conv(model: nn.Module) -> nn.Module:
@@ -131,16 +133,4 @@ def fast_conv(model: nn.Module) -> nn.Module:
     hooks, so ``state_dict`` keys and values are unchanged. A model that is itself such a convolution is returned
     as a new module (there is no parent to swap it in).
     """
-    if _swappable(model):
-        return _swapped(model)
-    for parent in list(model.modules()):
-        for name, child in list(parent._modules.items()):
-            if child is not None and _swappable(child):
-                parent._modules[name] = _swapped(child)
-    return model
-
-
-def _swapped(conv: nn.Module) -> nn.Module:
-    new = _SWAPS[type(conv)].__new__(_SWAPS[type(conv)])
-    new.__dict__.update(conv.__dict__)  # the same parameter dicts and objects, hooks, training flag
-    return new
+    return swap_modules(model, _SWAPS, _swappable)

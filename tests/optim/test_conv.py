@@ -9,11 +9,11 @@ import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
+from swap_checks import check_adahessian_on_resnet20, check_resnet20_bitwise_and_hessian_vector_products
 from torch import nn
 from torch.autograd import gradcheck, gradgradcheck
 
-from optim import AdaHessian, fast_batchnorm
+from optim import fast_batchnorm
 from optim.conv import FastConv1d, FastConv2d, FastConv3d, fast_conv
 from tasks.vision.resnet_cifar import CifarResNet
 
@@ -112,55 +112,17 @@ def test_swap_keeps_parameters_and_state_dict_keys_and_leaves_what_it_cannot_tak
     assert [type(m).__name__ for m in kept] == ["Conv2d", "Conv2d", "ConvTranspose2d", "MyConv"]
 
 
-def _resnet_pair(dtype):
-    torch.manual_seed(3)
-    ref = CifarResNet(depth=20).to(dtype)
-    with torch.no_grad():  # non-trivial affine parameters, so that every term of the double backward matters
-        for m in ref.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.1)
+def _both(model):
     # Both swaps, as the vision task makes them on a CPU Hessian run.
-    return ref, fast_conv(fast_batchnorm(copy.deepcopy(ref)))
+    return fast_conv(fast_batchnorm(model))
 
 
 def test_resnet20_forward_and_gradients_bitwise_and_hessian_vector_products_to_round_off():
-    ref, fast = _resnet_pair(torch.float32)
-    x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
-    for create_graph in (False, True):
-        losses, grads = [], []
-        for m in (ref, fast):
-            loss = F.cross_entropy(m(x), y)
-            losses.append(loss)
-            grads.append(torch.autograd.grad(loss, list(m.parameters()), create_graph=create_graph))
-        assert torch.equal(*losses)
-        assert all(torch.equal(a, b) for a, b in zip(*grads))
-
-    ref, fast = _resnet_pair(torch.float64)
-    x = x.double()
-    z = [torch.randint(0, 2, p.shape, generator=torch.Generator().manual_seed(i)).double() * 2 - 1
-         for i, p in enumerate(ref.parameters())]
-    hz = []
-    for m in (ref, fast):
-        params = list(m.parameters())
-        g = torch.autograd.grad(F.cross_entropy(m(x), y), params, create_graph=True)
-        hz.append(torch.autograd.grad(g, params, z))
-    for a, b in zip(*hz):
-        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-11)
+    check_resnet20_bitwise_and_hessian_vector_products(_both)
 
 
 def test_adahessian_on_resnet20_agrees_in_float64():
-    # Three AdaHessian steps (each with a Hessian-vector product) from the same start and the same draws.
-    ref, fast = _resnet_pair(torch.float64)
-    x, y = torch.randn(8, 3, 16, 16, dtype=torch.float64), torch.randint(0, 10, (8,))
-    opts = [AdaHessian(m.parameters(), lr=0.1, seed=0) for m in (ref, fast)]
-    for _ in range(3):
-        for m, opt in zip((ref, fast), opts):
-            F.cross_entropy(m(x), y).backward(create_graph=True)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-    for a, b in zip(ref.state_dict().values(), fast.state_dict().values()):
-        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-11)
+    check_adahessian_on_resnet20(_both)
 
 
 def test_third_derivative_is_refused():
