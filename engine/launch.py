@@ -95,7 +95,7 @@ def validate(cfg: DictConfig) -> None:
     for key in ("epochs", "batch_size", "log_every"):
         if key in tc and not _positive_int(tc[key]):
             raise ConfigError(f"trainer.{key}={tc[key]!r} is not allowed; it must be a positive integer")
-    for key in ("limit_train_batches", "limit_val_batches", "max_steps"):
+    for key in ("limit_train_batches", "limit_val_batches", "max_steps", "eval_every"):
         if key in tc and not _positive_int(tc[key], optional=True):
             raise ConfigError(f"trainer.{key}={tc[key]!r} is not allowed; it must be null (no limit) or a "
                               "positive integer")

@@ -7,6 +7,7 @@
         for batch:
             train_step: forward, backward (with the double-backward graph only when AdaHessian needs it), step
             schedule per step; stop as ``diverged`` on a non-finite loss
+            every trainer.eval_every steps (when set): evaluate -> record row (+ W&B)
         evaluate -> record row (+ W&B); schedule per epoch; checkpoint: TrainState.state_dict() -> last.pt
 """
 
@@ -342,10 +343,32 @@ def fit(cfg: DictConfig, run: Run, task: TorchTask) -> None:
         if env.enabled:
             dist.barrier()  # no rank runs ahead of rank 0's checkpoint
 
+    def evaluate(epoch: float, losses: list[float]) -> dict[str, float]:
+        """Evaluate, append the record's row (train_loss: mean over the steps since the previous evaluation of
+        this epoch), stop as ``diverged`` on a non-finite score; the scores."""
+        nonlocal last_metric
+        history = run.record.data["history"]
+        since = state.step - (history[-1]["step"] if history else 0)
+        recent = losses[-since:] if 0 < since < len(losses) else losses
+        scores = task.evaluate(model, task.val_loader, device, tc.limit_val_batches)
+        row = {"epoch": epoch, "step": state.step, "train_loss": statistics.fmean(recent) if recent else None,
+               **scores, "lr": optimizer.param_groups[0]["lr"], "time_s": state.wall}
+        run.log_eval(row, step=state.step)
+        last_metric = _fmt(scores[metric], ".2f")
+        run.update(timing=state.timing(), **peak_memory(device))
+        if tc.progress and env.is_main:
+            tqdm.write(f"epoch {epoch:g}: train_loss {_fmt(row['train_loss'], '.4f')}  val_loss "
+                       f"{_fmt(scores.get('val_loss'), '.4f')}  {metric} {last_metric}  best "
+                       f"{_fmt(run.record.data['best_metric'], '.2f')}")
+        if not all(math.isfinite(v) for v in scores.values()):
+            raise Diverged(f"non-finite evaluation {scores} after epoch {epoch:g} (step {state.step})")
+        return scores
+
     run.defer_stop = True  # SIGTERM: finish the step, checkpoint, then stop (see _stop_requested)
     skip = state.batch_in_epoch  # resumed inside an epoch: batches already trained on
     metric = task.metric.name
     last_metric = "-"  # the latest evaluation, shown on the progress bar
+    eval_every = tc.get("eval_every")
     for epoch in range(state.epoch, tc.epochs):
         if tc.max_steps and state.step >= tc.max_steps:
             break
@@ -390,6 +413,12 @@ def fit(cfg: DictConfig, run: Run, task: TorchTask) -> None:
                             sps=f"{n * env.world_size / dt:.0f}")
             if state.step % tc.log_every == 0:
                 run.log_metrics({"train/loss": loss, "train/lr": lr, "train/samples_per_s": n / dt}, step=state.step)
+            if (eval_every and state.step % eval_every == 0 and i + 1 < steps_per_epoch
+                    and not (tc.max_steps and state.step >= tc.max_steps)):
+                # A within-epoch point of the curve (the epoch's end is evaluated below); it may be the selected
+                # one, but the per-epoch schedule (plateau) and the checkpoint stay per epoch.
+                evaluate(round(epoch + (i + 1) / steps_per_epoch, 4), losses)
+                model.train()
             if _stop_requested(run, env):
                 state.batch_in_epoch, state.epoch_losses, state.rng = i + 1, losses, rng_state()
                 checkpoint()
@@ -398,19 +427,7 @@ def fit(cfg: DictConfig, run: Run, task: TorchTask) -> None:
         skip = 0
 
         # -- evaluate and record --------------------------------------------------------------------------------
-        scores = task.evaluate(model, task.val_loader, device, tc.limit_val_batches)
-        row = {"epoch": epoch + 1, "step": state.step,
-               "train_loss": statistics.fmean(losses) if losses else None,
-               **scores, "lr": optimizer.param_groups[0]["lr"], "time_s": state.wall}
-        run.log_eval(row, step=state.step)
-        last_metric = _fmt(scores[metric], ".2f")
-        run.update(timing=state.timing(), **peak_memory(device))
-        if tc.progress and env.is_main:
-            tqdm.write(f"epoch {epoch + 1}: train_loss {_fmt(row['train_loss'], '.4f')}  val_loss "
-                       f"{_fmt(scores.get('val_loss'), '.4f')}  {metric} {last_metric}  best "
-                       f"{_fmt(run.record.data['best_metric'], '.2f')}")
-        if not all(math.isfinite(v) for v in scores.values()):
-            raise Diverged(f"non-finite evaluation {scores} after epoch {epoch + 1}")
+        scores = evaluate(epoch + 1, losses)
         if schedule.monitor is not None and schedule.monitor not in scores:
             raise ValueError(f"task.schedule.monitor={schedule.monitor!r} is not a validation score; choose one of "
                              f"{', '.join(scores)}")

@@ -108,7 +108,8 @@ def plot_curves(history: pd.DataFrame, task: str, title: str, path, x: str = "ep
                 ax.axhline(r.mean, ls="--", lw=1, color=optim_color(r.optim), alpha=0.8,
                            label=f"{P.optim_label(r.optim)} published (final)")
     ax.set_xlabel(x.replace("_", " "))
-    integer_x(ax)
+    if (h[x] % 1 == 0).all():  # fractional epochs: evaluations inside an epoch (trainer.eval_every)
+        integer_x(ax)
     floor_y_span(ax)
     ax.set_ylabel(ylabel or (h["metric_name"].dropna().iloc[0] if len(h) else "metric"))
     ax.set_title(_wrap(title), fontsize=9)

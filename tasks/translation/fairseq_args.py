@@ -10,6 +10,8 @@ Mapping of the shared trainer profile (conf/trainer/*.yaml) onto fairseq:
 |                         | checkpoint every L updates (``--validate/save-interval-updates``): an       |
 |                         | "epoch" of L batches, as the torch trainer; fairseq epochs are not truncated|
 | limit_val_batches       | ``--max-valid-steps``                                                       |
+| eval_every              | refused (fairseq validates at its epoch ends; limit_train_batches gives an  |
+|                         | evaluation every L updates)                                                 |
 | batch_size              | ``--max-tokens`` (task.batch_unit tokens) or ``--batch-size`` (sentences)   |
 | grad_clip               | ``--clip-norm``                                                             |
 | precision               | fp32; ``bf16`` -> ``--bf16``; ``fp16`` -> ``--fp16`` (not for AdaHessian)   |
@@ -280,6 +282,10 @@ def train_plan(cfg: dict[str, Any], data_dir: Path | str, save_dir: Path | str, 
     if float(trainer.get("hessian_batch_fraction", 1.0)) != 1.0:
         raise TranslationConfigError("trainer.hessian_batch_fraction must be 1.0 for translation (fairseq "
                                      "draws the estimate on the whole update)")
+    if trainer.get("eval_every"):
+        raise TranslationConfigError(f"trainer.eval_every={trainer['eval_every']!r} is not allowed for translation; "
+                                     "use null (fairseq validates at each epoch's end; trainer.limit_train_batches=L "
+                                     "validates every L updates)")
     precision = trainer.get("precision", "fp32")
     if precision not in ("fp32", "bf16", "fp16"):
         raise TranslationConfigError(f"trainer.precision={precision!r} is not allowed; choose fp32, bf16 or fp16")

@@ -48,6 +48,8 @@ def test_non_finite_first_evaluation_with_progress_is_diverged(tmp_path, smoke_o
     ("trainer.limit_train_batches=-1",
      "trainer.limit_train_batches=-1 is not allowed; it must be null (no limit) or a positive integer"),
     ("trainer.max_steps=0", "trainer.max_steps=0 is not allowed"),
+    ("trainer.eval_every=0",
+     "trainer.eval_every=0 is not allowed; it must be null (no limit) or a positive integer"),
     ("seed=abc", "seed='abc' is not allowed; it must be a non-negative integer"),
     ("task.eval_batch_size=0", "task.eval_batch_size=0 is not allowed; it must be a positive integer"),
     ("trainer.num_threads=0", "trainer.num_threads=0 is not allowed; use auto or a positive integer"),

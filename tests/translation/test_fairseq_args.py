@@ -99,6 +99,8 @@ def test_refusals():
         _plan(["task=iwslt14", "optim=adahessian", "trainer.precision=bf16"])
     with pytest.raises(TranslationConfigError, match="hessian_batch_fraction"):
         _plan(["task=iwslt14", "optim=adahessian", "trainer.hessian_batch_fraction=0.5"])
+    with pytest.raises(TranslationConfigError, match="trainer.eval_every=5 is not allowed for translation"):
+        _plan(["task=iwslt14", "optim=adamw", "trainer.eval_every=5"])
     with pytest.raises(TranslationConfigError, match="nesterov"):
         _plan(["task=iwslt14", "optim=sgd", "optim.nesterov=true"])
     with pytest.raises(TranslationConfigError, match="CUDA"):
