@@ -33,6 +33,9 @@ log = logging.getLogger("run")
 _NOT_IN_KEY = ("paths", "logger", "resume", "skip_completed", "hydra", "sources")
 _TRAINER_NOT_IN_KEY = ("progress", "device", "num_workers", "num_threads", "checkpoint", "log_every",
                        "fast_batchnorm", "fast_conv")
+# Trainer settings added after records existed, at the value that means "as before": left out of the key at that
+# value, so earlier records keep their keys (skip_completed, resume) and a run of the same command matches them.
+_TRAINER_ADDED = {"eval_every": None}
 # Keys of the optimizer config that are not hyperparameters (every other scalar key is one).
 _NOT_HPARAMS = ("_target_", "_partial_", "name")
 # A run in one of these states may be continued by resume (a stale "running" one only when its owner is gone).
@@ -52,7 +55,8 @@ class MirrorRecord(RunRecord):
 
 def _experiment_fields(cfg: dict[str, Any]) -> dict[str, Any]:
     fields = {k: v for k, v in cfg.items() if k not in _NOT_IN_KEY}
-    fields["trainer"] = {k: v for k, v in cfg["trainer"].items() if k not in _TRAINER_NOT_IN_KEY}
+    fields["trainer"] = {k: v for k, v in cfg["trainer"].items() if k not in _TRAINER_NOT_IN_KEY
+                         and not (k in _TRAINER_ADDED and v == _TRAINER_ADDED[k])}
     return fields
 
 

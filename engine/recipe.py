@@ -57,11 +57,14 @@ def _show(value: Any) -> str:
 
 def deviations(run: dict[str, Any], recipe: dict[str, Any]) -> list[str]:
     """Sorted ``"key=value"`` strings (value as in the run) for every non-operational leaf that differs;
-    a key the run lacks is written ``key=<unset>``."""
+    a key the run lacks is written ``key=<unset>``, unless the recipe's value is null (a setting added since the
+    run was made, whose null means what the run did)."""
     mine, ref = _flatten(run), _flatten(recipe)
     out = []
     for key in sorted(set(mine) | set(ref)):
         if _operational(key) or (key in mine and key in ref and _same(mine[key], ref[key])):
+            continue
+        if key not in mine and ref[key] is None:  # a setting added since the run: its null is what the run did
             continue
         out.append(f"{key}={_show(mine[key])}" if key in mine else f"{key}=<unset>")
     return out

@@ -97,3 +97,21 @@ def test_sigterm_after_a_within_epoch_row_resumes_to_the_uninterrupted_history(t
     strip = lambda h: [{k: v for k, v in r.items() if k != "time_s"} for r in h]  # noqa: E731
     assert [r["epoch"] for r in a["history"]] == [0.5, 1, 1.5, 2]
     assert strip(a["history"]) == strip(b["history"])
+
+
+def test_records_made_before_the_setting_keep_their_key_and_recipe():
+    from omegaconf import OmegaConf
+
+    from engine.launch import _experiment_fields
+    from engine.recipe import compose_recipe, deviations
+    from engine.record import experiment_key
+
+    now = compose_recipe("cifar10_resnet20", "adahessian", "cpu")
+    before = OmegaConf.to_container(OmegaConf.create(now))
+    del before["trainer"]["eval_every"]  # a record's config from before trainer.eval_every existed
+    assert now["trainer"]["eval_every"] is None
+    assert experiment_key(_experiment_fields(now)) == experiment_key(_experiment_fields(before))
+    assert deviations(before, now) == []
+    every = {**now, "trainer": {**now["trainer"], "eval_every": 5}}
+    assert experiment_key(_experiment_fields(every)) != experiment_key(_experiment_fields(now))
+    assert deviations(every, now) == ["trainer.eval_every=5"]
