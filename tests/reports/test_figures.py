@@ -60,6 +60,18 @@ def test_curves_legend_ticks_and_y_floor(captured):
     assert matplotlib.colors.to_hex(lines["SGD (n=2)"].get_color()) == F.optim_color("sgd")
 
 
+def test_evaluations_inside_an_epoch_keep_their_fractional_positions(captured):
+    # trainer.eval_every: a one-epoch run evaluated 5 times, drawn where it was evaluated, with readable ticks
+    # (integer ticks alone would leave a lone "1")
+    rows = [{"task": "ptb_transformer", "optim": "sgd", "run_id": "r", "epoch": e, "metric": 700 - 100 * e,
+             "metric_name": "test_ppl"} for e in (0.2, 0.4, 0.6, 0.8, 1)]
+    F.plot_curves(pd.DataFrame(rows), "ptb_transformer", "t", "unused.png")
+    ax = captured[-1].axes[0]
+    assert list(ax.get_lines()[0].get_xdata()) == [0.2, 0.4, 0.6, 0.8, 1.0]
+    ticks = [t for t in ax.get_xticks() if 0.2 <= t <= 1.0]
+    assert len(ticks) >= 3 and any(not float(t).is_integer() for t in ticks)
+
+
 @pytest.mark.parametrize("subset,label", [(None, "val_loss (bleu is evaluated once, at the end)"),
                                           ("test", "test loss (bleu is evaluated once, at the end)")])
 def test_translation_curve_is_the_loss_labelled_with_its_split(subset, label):
