@@ -60,10 +60,12 @@ def estimate(task_name: str, optim: str, extra: list[str], steps: int, eval_batc
     tc = cfg.trainer
     per_epoch = min(len(task.train_loader), tc.limit_train_batches or math.inf)
     total_steps = min(per_epoch * tc.epochs, tc.max_steps or math.inf)
-    epochs = math.ceil(total_steps / per_epoch)
-    total = total_steps * step_s + epochs * eval_s
+    every = tc.get("eval_every")  # evaluations inside an epoch too (the end of an epoch is evaluated once)
+    inner = sum(1 for s in range(every, int(total_steps), every) if s % per_epoch) if every else 0
+    evals = math.ceil(total_steps / per_epoch) + inner
+    total = total_steps * step_s + evals * eval_s
     return {"task": task_name, "optim": optim, "step_s": step_s, "steps": int(total_steps), "eval_s": eval_s,
-            "evals": epochs, "total_s": total, "loss": loss}
+            "evals": evals, "total_s": total, "loss": loss}
 
 
 def main(argv=None) -> int:
