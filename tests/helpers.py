@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -87,19 +88,33 @@ def one_intra_op_thread():
     torch.set_num_threads(before)
 
 
-def interrupt_at_step(monkeypatch, n: int):
-    """Make ``engine.trainer.train_step`` raise KeyboardInterrupt (a Ctrl-C) on its ``n``-th call from now on.
+def _act_at_step(monkeypatch, n: int, act):
+    """Make ``engine.trainer.train_step`` call ``act()`` at the start of its ``n``-th call from now on.
     Returns the real function, to put back with ``monkeypatch.setattr(engine.trainer, "train_step", real)``."""
     import engine.trainer
 
     real_step, calls = engine.trainer.train_step, {"n": 0}
 
-    def interrupting_step(*a, **k):
+    def acting_step(*a, **k):
         calls["n"] += 1
         if calls["n"] == n:
-            raise KeyboardInterrupt
+            act()
         return real_step(*a, **k)
 
-    monkeypatch.setattr(engine.trainer, "train_step", interrupting_step)
+    monkeypatch.setattr(engine.trainer, "train_step", acting_step)
     return real_step
+
+
+def interrupt_at_step(monkeypatch, n: int):
+    """``engine.trainer.train_step`` raises KeyboardInterrupt (a Ctrl-C) on its ``n``-th call; the real function."""
+    def ctrl_c():
+        raise KeyboardInterrupt
+
+    return _act_at_step(monkeypatch, n, ctrl_c)
+
+
+def sigterm_at_step(monkeypatch, n: int):
+    """SIGTERM to this process as ``engine.trainer.train_step``'s ``n``-th call starts (SLURM's notice arriving
+    mid-step); the step itself then runs. Returns the real function."""
+    return _act_at_step(monkeypatch, n, lambda: os.kill(os.getpid(), signal.SIGTERM))
 

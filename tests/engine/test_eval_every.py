@@ -3,12 +3,10 @@ the loop actually saw, the selection rule, the experiment key and an interrupted
 
 import glob
 import json
-import os
-import signal
 import statistics
 
 import pytest
-from helpers import compose_cfg
+from helpers import compose_cfg, sigterm_at_step
 
 import engine.trainer
 from engine.launch import launch
@@ -77,15 +75,8 @@ def test_sigterm_after_a_within_epoch_row_resumes_to_the_uninterrupted_history(t
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert launch(compose_cfg([*over, f"paths.results_dir={full}/results", f"paths.work_dir={full}/ck"])) == \
         "completed"
-    real_step, calls = engine.trainer.train_step, {"n": 0}
-
-    def terminated_step(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 3:  # during the first step of epoch 2: its within-epoch row is written, then the stop
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real_step(*a, **k)
-
-    monkeypatch.setattr(engine.trainer, "train_step", terminated_step)
+    # SIGTERM during the first step of epoch 2: its within-epoch row is written, then the stop
+    real_step = sigterm_at_step(monkeypatch, 3)
     cut_over = [*over, f"paths.results_dir={cut}/results", f"paths.work_dir={cut}/ck"]
     with pytest.raises(KeyboardInterrupt):
         launch(compose_cfg(cut_over))

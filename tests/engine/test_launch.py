@@ -13,7 +13,7 @@ import sys
 
 import pytest
 import torch
-from helpers import compose_cfg
+from helpers import compose_cfg, sigterm_at_step
 from vision_files import write_cifar_python
 
 import engine.resources
@@ -150,15 +150,7 @@ def test_sigterm_checkpoints_after_the_step_and_resume_equals_uninterrupted(task
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert launch(compose_cfg([*over, f"paths.results_dir={full}/results", f"paths.work_dir={full}/ck"])) == \
         "completed"
-    real_step, calls = engine.trainer.train_step, {"n": 0}
-
-    def terminated_step(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 3:  # SIGTERM arrives during the first step of epoch 2
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real_step(*a, **k)
-
-    monkeypatch.setattr(engine.trainer, "train_step", terminated_step)
+    real_step = sigterm_at_step(monkeypatch, 3)  # SIGTERM arrives during the first step of epoch 2
     cut_over = [*over, f"paths.results_dir={cut}/results", f"paths.work_dir={cut}/ck"]
     with pytest.raises(KeyboardInterrupt):
         launch(compose_cfg(cut_over))
